@@ -1,0 +1,230 @@
+//! The root supervisor: starts the historian and one tenant actor per tenant, and
+//! restarts them with the shared policy. When the root itself gives up, the server
+//! stops (see `app`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use super::alerts::AlertStats;
+use super::historian::{HistorianActor, HistorianArgs};
+use super::shared::{Runtime, TenantShared};
+use super::supervision::{Children, Decision, RestartPolicy};
+use super::tenant::{DeviceWorld, TenantActor, TenantArgs};
+use crate::config::CacheConfig;
+use crate::domain::TenantId;
+use crate::storage::Store;
+
+/// One tenant as loaded from the store.
+pub struct TenantWorld {
+    pub shared: Arc<TenantShared>,
+    pub devices: Vec<DeviceWorld>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RootChild {
+    Historian,
+    Tenant(TenantId),
+}
+
+impl RootChild {
+    fn kind(self) -> &'static str {
+        match self {
+            RootChild::Historian => "historian",
+            RootChild::Tenant(_) => "tenant",
+        }
+    }
+}
+
+pub enum RootMsg {
+    Restart(RootChild),
+}
+
+pub struct RootArgs {
+    pub runtime: Arc<Runtime>,
+    pub store: Arc<dyn Store>,
+    pub tenants: Vec<TenantWorld>,
+    pub policy: RestartPolicy,
+    pub cache: CacheConfig,
+    pub name_prefix: String,
+}
+
+pub struct RootState {
+    args: RootArgs,
+    alert_stats: HashMap<TenantId, Arc<AlertStats>>,
+    children: Children<RootChild>,
+}
+
+pub struct RootActor;
+
+impl RootActor {
+    async fn spawn(
+        me: &ActorRef<RootMsg>,
+        st: &mut RootState,
+        child: RootChild,
+    ) -> Result<(), ActorProcessingErr> {
+        let prefix = st.args.name_prefix.clone();
+        let id = match child {
+            RootChild::Historian => {
+                let handle = st.args.runtime.historian.clone();
+                let args = HistorianArgs {
+                    handle: handle.clone(),
+                    store: st.args.store.clone(),
+                };
+                let (a, _) = Actor::spawn_linked(
+                    Some(format!("{prefix}/historian")),
+                    HistorianActor,
+                    args,
+                    me.get_cell(),
+                )
+                .await?;
+                handle.actor.set(Some(a.clone()));
+                a.get_id()
+            }
+            RootChild::Tenant(tid) => {
+                let Some(world) = st.args.tenants.iter().find(|t| t.shared.tenant.id == tid) else {
+                    return Ok(());
+                };
+                let alert_stats = st
+                    .alert_stats
+                    .entry(tid)
+                    .or_insert_with(|| Arc::new(AlertStats::new(world.shared.tenant.name.clone())))
+                    .clone();
+                let args = TenantArgs {
+                    shared: world.shared.clone(),
+                    alert_stats,
+                    devices: world.devices.clone(),
+                    historian: st.args.runtime.historian.clone(),
+                    runtime: st.args.runtime.clone(),
+                    policy: st.args.policy.clone(),
+                    cache: st.args.cache.clone(),
+                    name_prefix: prefix.clone(),
+                };
+                let name = format!("{prefix}/tenant/{}", world.shared.tenant.name);
+                let (a, _) =
+                    Actor::spawn_linked(Some(name), TenantActor, args, me.get_cell()).await?;
+                a.get_id()
+            }
+        };
+        st.children.insert(id, child);
+        Ok(())
+    }
+
+    fn failed(
+        me: &ActorRef<RootMsg>,
+        st: &mut RootState,
+        child: RootChild,
+        why: &str,
+    ) -> Result<(), ActorProcessingErr> {
+        tracing::error!(child = ?child, reason = why, "root child exited");
+        if child == RootChild::Historian {
+            st.args.runtime.historian.actor.set(None);
+        }
+        match st.children.decide(&st.args.policy, &child, child.kind()) {
+            Decision::Restart(delay) => {
+                st.args.runtime.count_restart();
+                me.send_after(delay, move || RootMsg::Restart(child));
+                Ok(())
+            }
+            Decision::Escalate => {
+                Err(format!("{child:?} exceeded its restart intensity: {why}").into())
+            }
+        }
+    }
+}
+
+impl Actor for RootActor {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = RootArgs;
+
+    async fn pre_start(
+        &self,
+        _me: ActorRef<RootMsg>,
+        args: RootArgs,
+    ) -> Result<RootState, ActorProcessingErr> {
+        for world in &args.tenants {
+            args.runtime
+                .tenants
+                .insert(world.shared.tenant.id, world.shared.clone());
+        }
+        Ok(RootState {
+            args,
+            alert_stats: HashMap::new(),
+            children: Children::default(),
+        })
+    }
+
+    async fn post_start(
+        &self,
+        me: ActorRef<RootMsg>,
+        st: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        Self::spawn(&me, st, RootChild::Historian).await?;
+        let ids: Vec<TenantId> = st.args.tenants.iter().map(|t| t.shared.tenant.id).collect();
+        for id in ids {
+            Self::spawn(&me, st, RootChild::Tenant(id)).await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<RootMsg>,
+        msg: RootMsg,
+        st: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RootMsg::Restart(child) => {
+                if let Err(e) = Self::spawn(&me, st, child).await {
+                    Self::failed(&me, st, child, &format!("restart failed: {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Graceful stop in data-path order: tenants (and their devices) first, then the
+    /// historian, whose own `post_stop` writes what it still holds. Children left to
+    /// ractor would be killed without their `post_stop`.
+    async fn post_stop(
+        &self,
+        me: ActorRef<RootMsg>,
+        st: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        let timeout = Some(std::time::Duration::from_secs(10));
+        let mut historian = Vec::new();
+        for cell in me.get_children() {
+            match st.children.exited(cell.get_id()) {
+                Some(RootChild::Historian) => historian.push(cell),
+                _ => {
+                    let _ = cell.stop_and_wait(Some("shutdown".into()), timeout).await;
+                }
+            }
+        }
+        for cell in historian {
+            let _ = cell.stop_and_wait(Some("shutdown".into()), timeout).await;
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        me: ActorRef<RootMsg>,
+        evt: SupervisionEvent,
+        st: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match evt {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_else(|| "stopped".into()))
+            }
+            _ => return Ok(()),
+        };
+        match st.children.exited(cell.get_id()) {
+            Some(child) => Self::failed(&me, st, child, &why),
+            None => Ok(()),
+        }
+    }
+}

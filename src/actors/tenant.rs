@@ -1,0 +1,337 @@
+//! The tenant actor: supervises one tenant's cache, live hub, alert stream and device
+//! actors, restarting each with the shared [`RestartPolicy`] and escalating to the root
+//! when a child keeps failing.
+
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use super::alerts::{AlertStats, AlertStreamActor};
+use super::cache::{CacheActor, TagRegistration};
+use super::device::{DeviceActor, DeviceArgs, bad_samples, fan_out};
+use super::historian::HistorianHandle;
+use super::live::HubActor;
+use super::shared::{DeviceStatus, LinkState, Runtime, Slot, TenantShared};
+use super::supervision::{Children, Decision, RestartPolicy};
+use crate::config::CacheConfig;
+use crate::domain::{Device, DeviceId, QualityReason, SampleBatch, Tag};
+
+/// One device with its tags, as loaded from the store.
+#[derive(Debug, Clone)]
+pub struct DeviceWorld {
+    pub device: Device,
+    pub tags: Vec<Tag>,
+}
+
+/// A child of the tenant actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TenantChild {
+    Cache,
+    LiveHub,
+    AlertStream,
+    Device(DeviceId),
+}
+
+impl TenantChild {
+    fn kind(self) -> &'static str {
+        match self {
+            TenantChild::Cache => "cache",
+            TenantChild::LiveHub => "live_hub",
+            TenantChild::AlertStream => "alert_stream",
+            TenantChild::Device(_) => "device",
+        }
+    }
+}
+
+pub enum TenantMsg {
+    /// Start a child again (sent to self after the backoff delay).
+    Restart(TenantChild),
+}
+
+pub struct TenantArgs {
+    pub shared: Arc<TenantShared>,
+    pub alert_stats: Arc<AlertStats>,
+    pub devices: Vec<DeviceWorld>,
+    pub historian: Arc<HistorianHandle>,
+    pub runtime: Arc<Runtime>,
+    pub policy: RestartPolicy,
+    pub cache: CacheConfig,
+    /// Prefix of actor names, unique per server instance in the process.
+    pub name_prefix: String,
+}
+
+pub struct TenantState {
+    args: TenantArgs,
+    children: Children<TenantChild>,
+}
+
+pub struct TenantActor;
+
+impl TenantActor {
+    fn name(st: &TenantState, child: TenantChild) -> String {
+        let base = format!(
+            "{}/tenant/{}",
+            st.args.name_prefix, st.args.shared.tenant.name
+        );
+        match child {
+            TenantChild::Device(id) => format!("{base}/device/{id}"),
+            other => format!("{base}/{}", other.kind()),
+        }
+    }
+
+    async fn spawn(
+        me: &ActorRef<TenantMsg>,
+        st: &mut TenantState,
+        child: TenantChild,
+    ) -> Result<(), ActorProcessingErr> {
+        let name = Some(Self::name(st, child));
+        let sup = me.get_cell();
+        let shared = st.args.shared.clone();
+        let id = match child {
+            TenantChild::Cache => {
+                let (a, _) =
+                    Actor::spawn_linked(name, CacheActor, shared.cache.clone(), sup).await?;
+                shared.cache_actor.set(Some(a.clone()));
+                a.get_id()
+            }
+            TenantChild::LiveHub => {
+                let (a, _) = Actor::spawn_linked(name, HubActor, shared.live.clone(), sup).await?;
+                shared.hub_actor.set(Some(a.clone()));
+                a.get_id()
+            }
+            TenantChild::AlertStream => {
+                let (a, _) =
+                    Actor::spawn_linked(name, AlertStreamActor, st.args.alert_stats.clone(), sup)
+                        .await?;
+                shared.alerts_actor.set(Some(a.clone()));
+                a.get_id()
+            }
+            TenantChild::Device(device_id) => {
+                let Some(world) = st.args.devices.iter().find(|d| d.device.id == device_id) else {
+                    return Ok(());
+                };
+                let args = DeviceArgs {
+                    device: world.device.clone(),
+                    tags: world.tags.clone(),
+                    shared: shared.clone(),
+                    historian: st.args.historian.clone(),
+                };
+                let (a, _) = Actor::spawn_linked(name, DeviceActor, args, sup).await?;
+                shared
+                    .devices
+                    .entry(device_id)
+                    .or_insert_with(|| Slot::new("device"))
+                    .set(Some(a.clone()));
+                a.get_id()
+            }
+        };
+        st.children.insert(id, child);
+        Ok(())
+    }
+
+    fn clear_slot(st: &TenantState, child: TenantChild) {
+        let shared = &st.args.shared;
+        match child {
+            TenantChild::Cache => shared.cache_actor.set(None),
+            TenantChild::LiveHub => shared.hub_actor.set(None),
+            TenantChild::AlertStream => shared.alerts_actor.set(None),
+            TenantChild::Device(id) => {
+                if let Some(slot) = shared.devices.get(&id) {
+                    slot.set(None);
+                }
+            }
+        }
+    }
+
+    /// A failed device's values turn Bad/DeviceRestarting everywhere (cache, live
+    /// subscribers, history) until it polls again.
+    fn mark_device_restarting(st: &TenantState, device: DeviceId) {
+        let Some(world) = st.args.devices.iter().find(|d| d.device.id == device) else {
+            return;
+        };
+        let samples = bad_samples(
+            &st.args.shared,
+            world.tags.iter().map(|t| t.id),
+            QualityReason::DeviceRestarting,
+        );
+        if samples.is_empty() {
+            return;
+        }
+        let batch = SampleBatch {
+            tenant: world.device.tenant,
+            device,
+            samples,
+        };
+        fan_out(
+            &st.args.shared,
+            &st.args.historian,
+            batch,
+            world.device.protocol(),
+        );
+    }
+
+    fn failed(
+        me: &ActorRef<TenantMsg>,
+        st: &mut TenantState,
+        child: TenantChild,
+        why: &str,
+    ) -> Result<(), ActorProcessingErr> {
+        Self::clear_slot(st, child);
+        let tenant = st.args.shared.tenant.name.clone();
+        tracing::warn!(%tenant, child = ?child, reason = why, "tenant child exited");
+        if let TenantChild::Device(id) = child {
+            Self::mark_device_restarting(st, id);
+        }
+        match st.children.decide(&st.args.policy, &child, child.kind()) {
+            Decision::Restart(delay) => {
+                st.args.runtime.count_restart();
+                if let TenantChild::Device(id) = child {
+                    st.args.shared.update_status(id, |s| {
+                        s.state = LinkState::Restarting;
+                        s.restarts += 1;
+                        s.last_error = Some(why.to_string());
+                    });
+                }
+                me.send_after(delay, move || TenantMsg::Restart(child));
+                Ok(())
+            }
+            Decision::Escalate => Err(format!(
+                "tenant `{tenant}`: {child:?} exceeded its restart intensity: {why}"
+            )
+            .into()),
+        }
+    }
+}
+
+impl Actor for TenantActor {
+    type Msg = TenantMsg;
+    type State = TenantState;
+    type Arguments = TenantArgs;
+
+    async fn pre_start(
+        &self,
+        _me: ActorRef<TenantMsg>,
+        args: TenantArgs,
+    ) -> Result<TenantState, ActorProcessingErr> {
+        Ok(TenantState {
+            args,
+            children: Children::default(),
+        })
+    }
+
+    async fn post_start(
+        &self,
+        me: ActorRef<TenantMsg>,
+        st: &mut TenantState,
+    ) -> Result<(), ActorProcessingErr> {
+        let min_stale = st.args.cache.min_stale_secs as i64 * 1_000_000;
+        let mut regs = Vec::new();
+        for d in &st.args.devices {
+            let stale =
+                (d.device.spec.poll_ms as i64 * 1000 * i64::from(st.args.cache.stale_after_polls))
+                    .max(min_stale);
+            regs.extend(d.tags.iter().map(|t| TagRegistration {
+                tag: t.id,
+                stale_after_us: stale,
+            }));
+            let state = if d.device.spec.enabled {
+                LinkState::Connecting
+            } else {
+                LinkState::Disabled
+            };
+            st.args
+                .shared
+                .status
+                .entry(d.device.id)
+                .or_insert_with(|| DeviceStatus::new(state));
+        }
+        st.args.shared.cache.register(regs);
+        for child in [
+            TenantChild::Cache,
+            TenantChild::LiveHub,
+            TenantChild::AlertStream,
+        ] {
+            Self::spawn(&me, st, child).await?;
+        }
+        let enabled: Vec<DeviceId> = st
+            .args
+            .devices
+            .iter()
+            .filter(|d| d.device.spec.enabled)
+            .map(|d| d.device.id)
+            .collect();
+        for id in enabled {
+            if let Err(e) = Self::spawn(&me, st, TenantChild::Device(id)).await {
+                Self::failed(&me, st, TenantChild::Device(id), &e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        me: ActorRef<TenantMsg>,
+        msg: TenantMsg,
+        st: &mut TenantState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            TenantMsg::Restart(child) => {
+                if let Err(e) = Self::spawn(&me, st, child).await {
+                    Self::failed(&me, st, child, &format!("restart failed: {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        me: ActorRef<TenantMsg>,
+        evt: SupervisionEvent,
+        st: &mut TenantState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, why) = match evt {
+            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_else(|| "stopped".into()))
+            }
+            _ => return Ok(()),
+        };
+        match st.children.exited(cell.get_id()) {
+            Some(child) => Self::failed(&me, st, child, &why),
+            None => Ok(()),
+        }
+    }
+
+    /// Graceful stop: devices first (no new samples), then the tenant's services.
+    async fn post_stop(
+        &self,
+        me: ActorRef<TenantMsg>,
+        st: &mut TenantState,
+    ) -> Result<(), ActorProcessingErr> {
+        let timeout = Some(std::time::Duration::from_secs(5));
+        let mut services = Vec::new();
+        for cell in me.get_children() {
+            match st.children.exited(cell.get_id()) {
+                Some(TenantChild::Device(_)) => {
+                    let _ = cell.stop_and_wait(Some("shutdown".into()), timeout).await;
+                }
+                _ => services.push(cell),
+            }
+        }
+        for cell in services {
+            let _ = cell.stop_and_wait(Some("shutdown".into()), timeout).await;
+        }
+        for child in [
+            TenantChild::Cache,
+            TenantChild::LiveHub,
+            TenantChild::AlertStream,
+        ] {
+            Self::clear_slot(st, child);
+        }
+        for d in &st.args.devices {
+            Self::clear_slot(st, TenantChild::Device(d.device.id));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! Authentication: argon2id password hashes, HS256 JWT access tokens (issuer, audience,
+//! expiry and algorithm checked), and the [`Session`] a verified token yields.
+//! Refresh tokens, revocation and audit arrive with the security hardening issue;
+//! [`AuthKeys::verify`] is the one seam every request passes through.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::AuthConfig;
+use crate::domain::{Role, TenantId, User, UserId};
+
+/// Shortest JWT secret accepted.
+pub const MIN_SECRET_LEN: usize = 32;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("token expired")]
+    Expired,
+    #[error("invalid credentials")]
+    BadCredentials,
+    #[error("JWT secret must be at least {MIN_SECRET_LEN} characters")]
+    WeakSecret,
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}
+
+impl AuthError {
+    /// Low-cardinality label for `thermacore_auth_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::InvalidToken(_) => "invalid_token",
+            AuthError::Expired => "expired",
+            AuthError::BadCredentials => "bad_credentials",
+            AuthError::WeakSecret | AuthError::Hash(_) => "internal",
+        }
+    }
+}
+
+/// Claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Claims {
+    /// User id.
+    pub sub: String,
+    /// Tenant id and name: the only source of a request's tenant.
+    pub tid: i64,
+    pub tname: String,
+    pub usr: String,
+    pub role: Role,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: String,
+}
+
+/// Who is calling, from a verified token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub user: UserId,
+    pub tenant: TenantId,
+    pub tenant_name: String,
+    pub username: String,
+    pub role: Role,
+    /// Expiry (seconds since the epoch).
+    pub expires_at: i64,
+}
+
+/// Signing and verification keys with the validation rules.
+pub struct AuthKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl_secs: u64,
+    issuer: String,
+    audience: String,
+}
+
+impl AuthKeys {
+    pub fn new(secret: &str, config: &AuthConfig) -> Result<Self, AuthError> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(AuthError::WeakSecret);
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.leeway = 5;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[config.issuer.as_str()]);
+        validation.set_audience(&[config.audience.as_str()]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        Ok(AuthKeys {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+            ttl_secs: config.access_token_ttl_secs,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+        })
+    }
+
+    /// Issues an access token; returns it with its lifetime in seconds.
+    pub fn issue(&self, user: &User, tenant_name: &str) -> Result<(String, u64), AuthError> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user.id.to_string(),
+            tid: user.tenant.0,
+            tname: tenant_name.to_string(),
+            usr: user.username.clone(),
+            role: user.role,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            iat: now,
+            nbf: now,
+            exp: now + self.ttl_secs as i64,
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
+        Ok((token, self.ttl_secs))
+    }
+
+    /// Verifies signature, algorithm, expiry, not-before, issuer and audience.
+    pub fn verify(&self, token: &str) -> Result<Session, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::InvalidToken(e.to_string()),
+            })?;
+        let c = data.claims;
+        let user = c
+            .sub
+            .parse::<UserId>()
+            .map_err(|_| AuthError::InvalidToken("bad sub".into()))?;
+        Ok(Session {
+            user,
+            tenant: TenantId(c.tid),
+            tenant_name: c.tname,
+            username: c.usr,
+            role: c.role,
+            expires_at: c.exp,
+        })
+    }
+
+    /// Verifies an `Authorization` header value (`Bearer <token>`).
+    pub fn verify_header(&self, value: Option<&str>) -> Result<Session, AuthError> {
+        let value = value.ok_or(AuthError::Missing)?.trim();
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| AuthError::InvalidToken("expected `Bearer <token>`".into()))?;
+        self.verify(token.trim())
+    }
+}
+
+/// Hashes a password with argon2id and a random salt (PHC string).
+pub fn hash_password(password: &str) -> Result<String, AuthError> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|e| AuthError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AuthError::Hash(e.to_string()))
+}
+
+/// Checks a password against a PHC hash; a malformed hash is a mismatch.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// A valid hash of a random password, verified against when the user does not exist,
+/// so that a login's timing does not reveal which usernames exist.
+pub fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&uuid::Uuid::new_v4().to_string()).unwrap_or_default())
+}
+
+#[cfg(test)]
+#[path = "auth_tests.rs"]
+mod tests;

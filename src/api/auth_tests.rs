@@ -1,0 +1,132 @@
+use super::*;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+fn user() -> User {
+    User {
+        id: UserId(7),
+        tenant: TenantId(3),
+        username: "ann".into(),
+        password_hash: String::new(),
+        role: Role::Operator,
+        disabled: false,
+    }
+}
+
+fn keys() -> AuthKeys {
+    AuthKeys::new(SECRET, &AuthConfig::default()).expect("keys")
+}
+
+#[test]
+fn tokens_round_trip_into_a_session() {
+    let k = keys();
+    let (token, ttl) = k.issue(&user(), "acme").expect("issue");
+    assert_eq!(ttl, 900);
+    let s = k
+        .verify_header(Some(&format!("Bearer {token}")))
+        .expect("verify");
+    assert_eq!(
+        (s.user, s.tenant, s.role),
+        (UserId(7), TenantId(3), Role::Operator)
+    );
+    assert_eq!(s.tenant_name, "acme");
+}
+
+#[test]
+fn tampered_foreign_expired_and_unsigned_tokens_are_refused() {
+    let k = keys();
+    let (token, _) = k.issue(&user(), "acme").expect("issue");
+    // tampered payload
+    let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+    parts[1] = parts[1].chars().rev().collect();
+    assert!(matches!(
+        k.verify(&parts.join(".")),
+        Err(AuthError::InvalidToken(_))
+    ));
+    // other secret
+    let other =
+        AuthKeys::new("another-secret-another-secret-xx", &AuthConfig::default()).expect("keys");
+    assert!(other.verify(&token).is_err());
+    // other audience
+    let aud = AuthConfig {
+        audience: "elsewhere".into(),
+        ..AuthConfig::default()
+    };
+    assert!(
+        AuthKeys::new(SECRET, &aud)
+            .expect("keys")
+            .verify(&token)
+            .is_err()
+    );
+    // expired
+    let short = AuthConfig {
+        access_token_ttl_secs: 1,
+        ..AuthConfig::default()
+    };
+    let kk = AuthKeys::new(SECRET, &short).expect("keys");
+    assert!(kk.issue(&user(), "acme").is_ok());
+    let now = chrono::Utc::now().timestamp();
+    let expired = Claims {
+        sub: "7".into(),
+        tid: 3,
+        tname: "acme".into(),
+        usr: "ann".into(),
+        role: Role::Admin,
+        iss: "thermacore".into(),
+        aud: "thermacore-api".into(),
+        iat: now - 100,
+        nbf: now - 100,
+        exp: now - 60,
+        jti: "x".into(),
+    };
+    let claims_token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &expired,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("enc");
+    assert_eq!(k.verify(&claims_token), Err(AuthError::Expired));
+    // alg none
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = b64.encode(
+        serde_json::to_vec(&Claims {
+            exp: now + 600,
+            nbf: now,
+            ..expired.clone()
+        })
+        .expect("json"),
+    );
+    assert!(k.verify(&format!("{header}.{payload}.")).is_err());
+    // HS512 signed with the right secret is still refused: the algorithm is pinned
+    let hs512 = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS512),
+        &Claims {
+            exp: now + 600,
+            ..expired
+        },
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("enc");
+    assert!(k.verify(&hs512).is_err());
+    assert_eq!(k.verify_header(None), Err(AuthError::Missing));
+    assert!(k.verify_header(Some("Basic abc")).is_err());
+}
+
+#[test]
+fn weak_secrets_are_refused() {
+    assert!(matches!(
+        AuthKeys::new("short", &AuthConfig::default()),
+        Err(AuthError::WeakSecret)
+    ));
+}
+
+#[test]
+fn passwords_hash_with_argon2id_and_verify() {
+    let h = hash_password("correct horse").expect("hash");
+    assert!(h.starts_with("$argon2id$"));
+    assert!(verify_password("correct horse", &h));
+    assert!(!verify_password("wrong", &h));
+    assert!(!verify_password("correct horse", "not-a-hash"));
+}

@@ -1,0 +1,345 @@
+//! GraphQL object types and their conversions from domain types.
+
+use async_graphql::{ComplexObject, Context, Enum, ID, Json, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::{RoleGuard, api, fail, tenant};
+use crate::actors::cache::{Latest, Lookup};
+use crate::actors::shared::{DeviceStatus as RtStatus, LinkState};
+use crate::domain::{self, Quality, Role, Timestamp};
+
+/// Quality of a value.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum QualityLevel {
+    Good,
+    Uncertain,
+    Bad,
+}
+
+/// One value of one tag.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct TagValue {
+    pub tag_id: ID,
+    /// A number, a boolean or a string.
+    pub value: Json<serde_json::Value>,
+    pub quality: QualityLevel,
+    /// Why the value is not GOOD (comm_lost, stale, device_restarting …); null when GOOD.
+    pub quality_reason: Option<String>,
+    pub source_time: DateTime<Utc>,
+    pub server_time: DateTime<Utc>,
+}
+
+impl From<Latest> for TagValue {
+    fn from(l: Latest) -> Self {
+        let (quality, reason) = match l.quality {
+            Quality::Good => (QualityLevel::Good, None),
+            Quality::Uncertain(r) => (QualityLevel::Uncertain, Some(r.as_str().to_string())),
+            Quality::Bad(r) => (QualityLevel::Bad, Some(r.as_str().to_string())),
+        };
+        TagValue {
+            tag_id: ID(l.tag.to_string()),
+            value: Json(l.value.to_json()),
+            quality,
+            quality_reason: reason,
+            source_time: l.source_time.to_datetime(),
+            server_time: l.server_time.to_datetime(),
+        }
+    }
+}
+
+impl From<domain::Sample> for TagValue {
+    fn from(s: domain::Sample) -> Self {
+        Latest {
+            tag: s.tag,
+            value: s.value,
+            quality: s.quality,
+            source_time: s.source_time,
+            server_time: s.server_time,
+        }
+        .into()
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// Send as `Authorization: Bearer <accessToken>`.
+    pub access_token: String,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    pub token_type: String,
+    pub role: UserRole,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum UserRole {
+    Admin,
+    Operator,
+    Viewer,
+}
+
+impl From<Role> for UserRole {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Admin => UserRole::Admin,
+            Role::Operator => UserRole::Operator,
+            Role::Viewer => UserRole::Viewer,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Me {
+    pub id: ID,
+    pub username: String,
+    pub role: UserRole,
+    pub tenant: String,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct Unit {
+    pub id: ID,
+    pub name: String,
+    pub location: Option<Location>,
+    pub description: Option<String>,
+}
+
+#[ComplexObject]
+impl Unit {
+    /// Devices attached to this unit.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    async fn devices(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Device>> {
+        let s = super::session(ctx)?;
+        let all = api(ctx)
+            .store
+            .devices(s.tenant)
+            .await
+            .map_err(|e| fail(ctx, e))?;
+        Ok(all
+            .into_iter()
+            .filter(|d| d.spec.unit.map(|u| u.to_string()) == Some(self.id.to_string()))
+            .map(Device::from)
+            .collect())
+    }
+}
+
+impl From<domain::Unit> for Unit {
+    fn from(u: domain::Unit) -> Self {
+        Unit {
+            id: ID(u.id.to_string()),
+            name: u.spec.name,
+            location: u.spec.location.map(|l| Location {
+                lat: l.lat,
+                lon: l.lon,
+            }),
+            description: u.spec.description,
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "LinkState")]
+pub enum LinkStateGql {
+    Connecting,
+    Connected,
+    Disconnected,
+    Restarting,
+    Disabled,
+}
+
+/// Live state of a device actor.
+#[derive(SimpleObject)]
+pub struct DeviceStatus {
+    pub state: LinkStateGql,
+    pub polls: u64,
+    pub poll_errors: u64,
+    pub restarts: u64,
+    pub last_poll: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// Protocol requests per poll cycle, from the read plan.
+    pub requests_per_cycle: u32,
+}
+
+impl From<RtStatus> for DeviceStatus {
+    fn from(s: RtStatus) -> Self {
+        DeviceStatus {
+            state: match s.state {
+                LinkState::Connecting => LinkStateGql::Connecting,
+                LinkState::Connected => LinkStateGql::Connected,
+                LinkState::Disconnected => LinkStateGql::Disconnected,
+                LinkState::Restarting => LinkStateGql::Restarting,
+                LinkState::Disabled => LinkStateGql::Disabled,
+            },
+            polls: s.polls,
+            poll_errors: s.poll_errors,
+            restarts: s.restarts,
+            last_poll: s.last_poll.map(Timestamp::to_datetime),
+            last_error: s.last_error,
+            requests_per_cycle: s.requests_per_cycle,
+        }
+    }
+}
+
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct Device {
+    pub id: ID,
+    pub name: String,
+    pub protocol: String,
+    pub enabled: bool,
+    pub poll_ms: u64,
+    pub unit_id: Option<ID>,
+}
+
+#[ComplexObject]
+impl Device {
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    async fn status(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<DeviceStatus>> {
+        let t = tenant(ctx)?;
+        let id = self
+            .id
+            .parse()
+            .map_err(|_| fail(ctx, super::ApiError::NotFound("device")))?;
+        Ok(t.status.get(&id).map(|s| s.clone().into()))
+    }
+
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Tag>> {
+        let s = super::session(ctx)?;
+        let id = self
+            .id
+            .parse()
+            .map_err(|_| fail(ctx, super::ApiError::NotFound("device")))?;
+        let tags = api(ctx)
+            .store
+            .tags(s.tenant, Some(id))
+            .await
+            .map_err(|e| fail(ctx, e))?;
+        Ok(tags.into_iter().map(Tag::from).collect())
+    }
+}
+
+impl From<domain::Device> for Device {
+    fn from(d: domain::Device) -> Self {
+        Device {
+            id: ID(d.id.to_string()),
+            protocol: d.protocol().to_string(),
+            name: d.spec.name,
+            enabled: d.spec.enabled,
+            poll_ms: d.spec.poll_ms,
+            unit_id: d.spec.unit.map(|u| ID(u.to_string())),
+        }
+    }
+}
+
+#[derive(SimpleObject, Clone)]
+#[graphql(complex)]
+pub struct Tag {
+    pub id: ID,
+    pub name: String,
+    pub device_id: ID,
+    pub unit_id: Option<ID>,
+    pub address: String,
+    pub data_type: String,
+    pub scale: f64,
+    pub offset: f64,
+    pub eng_unit: Option<String>,
+    pub deadband: f64,
+    pub writable: bool,
+}
+
+#[ComplexObject]
+impl Tag {
+    /// The latest value, from the cache; null before the first reading.
+    #[graphql(guard = "RoleGuard(Role::Viewer)")]
+    async fn latest(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<TagValue>> {
+        let t = tenant(ctx)?;
+        let id = self
+            .id
+            .parse()
+            .map_err(|_| fail(ctx, super::ApiError::NotFound("tag")))?;
+        Ok(match t.cache.get(id, Timestamp::now()) {
+            Lookup::Value(l) => Some(l.into()),
+            _ => None,
+        })
+    }
+}
+
+impl From<domain::Tag> for Tag {
+    fn from(t: domain::Tag) -> Self {
+        Tag {
+            id: ID(t.id.to_string()),
+            device_id: ID(t.device.to_string()),
+            unit_id: t.spec.unit.map(|u| ID(u.to_string())),
+            data_type: t.spec.data_type.to_string(),
+            name: t.spec.name,
+            address: t.spec.address,
+            scale: t.spec.scale,
+            offset: t.spec.offset,
+            eng_unit: t.spec.eng_unit,
+            deadband: t.spec.deadband,
+            writable: t.spec.writable,
+        }
+    }
+}
+
+/// Aggregates of one bucket of numeric history.
+#[derive(SimpleObject)]
+pub struct Bucket {
+    pub start: DateTime<Utc>,
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+    pub count: i64,
+}
+
+/// History of one tag: raw samples, or buckets when `bucketSeconds` was given.
+#[derive(SimpleObject)]
+pub struct TagHistory {
+    pub tag_id: ID,
+    pub samples: Vec<TagValue>,
+    pub buckets: Vec<Bucket>,
+}
+
+#[derive(SimpleObject)]
+pub struct ActorInfo {
+    pub total: u64,
+    pub tenants: u64,
+    pub devices: u64,
+}
+
+#[derive(SimpleObject)]
+pub struct CacheInfo {
+    pub entries: u64,
+    pub hits: u64,
+    pub misses: u64,
+}
+
+#[derive(SimpleObject)]
+pub struct HistorianInfo {
+    pub buffered: u64,
+    pub written: u64,
+    pub dropped: u64,
+    pub failed_writes: u64,
+}
+
+#[derive(SimpleObject)]
+pub struct SystemInfo {
+    pub version: String,
+    pub uptime_seconds: u64,
+    pub store: String,
+    pub actors: ActorInfo,
+    /// Actor restarts performed by supervisors since start.
+    pub restarts: u64,
+    /// The caller's tenant's cache.
+    pub cache: CacheInfo,
+    pub historian: HistorianInfo,
+    /// Live subscriptions of the caller's tenant.
+    pub live_subscribers: u64,
+}

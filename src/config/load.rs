@@ -1,0 +1,367 @@
+//! Reading, overriding and validating the configuration.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::model::Config;
+
+/// Why a configuration was refused. Every variant names the file or variable, the key,
+/// and where the file has one, the line and column.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax, unknown key, wrong type or out-of-range value (toml names key and position).
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    /// A rule across keys (duplicates, references) was broken.
+    #[error("{origin}: {key}{position}: {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        position: String,
+        message: String,
+    },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+/// Reads a config file, applies `THERMACORE_*` overrides from the process environment
+/// and the JWT secret, and validates it. Relative SQLite paths are made relative to
+/// the file's directory.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut config = parse_with_env(&text, &path.display().to_string(), std::env::vars())?;
+    if let Some(dir) = path.parent() {
+        config.storage.url = resolve_sqlite_path(&config.storage.url, dir);
+    }
+    Ok(config)
+}
+
+/// Parses and validates config text, without looking at the environment.
+pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    parse_with_env(text, origin, std::iter::empty())
+}
+
+/// Parses, applies the given `THERMACORE_*` variables, validates.
+pub fn parse_with_env(
+    text: &str,
+    origin: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let file_config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        origin: origin.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    // Cross-key rules are checked on the file's own parse, so positions are the file's.
+    validate_tenants(&file_config, text, origin)?;
+
+    let mut overrides = Vec::new();
+    let mut jwt_secret = None;
+    for (var, value) in env {
+        let Some(rest) = var.strip_prefix("THERMACORE_") else {
+            continue;
+        };
+        if rest == "JWT_SECRET" {
+            jwt_secret = Some(value);
+        } else if let Some((section, key)) = rest.split_once("__") {
+            overrides.push((
+                var.clone(),
+                section.to_lowercase(),
+                key.to_lowercase(),
+                value,
+            ));
+        }
+    }
+    let mut config = if overrides.is_empty() {
+        file_config
+    } else {
+        apply_overrides(text, origin, overrides)?
+    };
+    config.auth.jwt_secret = jwt_secret.filter(|s| !s.is_empty());
+    validate_settings(&config, origin)?;
+    Ok(config)
+}
+
+fn apply_overrides(
+    text: &str,
+    origin: &str,
+    overrides: Vec<(String, String, String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        origin: origin.to_string(),
+        message: e.to_string(),
+    })?;
+    let mut last_var = String::new();
+    for (var, section, key, raw) in overrides {
+        if section == "tenants" {
+            return Err(ConfigError::Env {
+                var,
+                message: "tenants cannot be overridden from the environment".into(),
+            });
+        }
+        // A value that parses as a TOML literal keeps its type (numbers, booleans);
+        // anything else is a string.
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(raw));
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry {
+            toml::Value::Table(t) => {
+                t.insert(key, value);
+            }
+            _ => {
+                return Err(ConfigError::Env {
+                    var,
+                    message: format!("`{section}` is not a section"),
+                });
+            }
+        }
+        last_var = var;
+    }
+    let merged = toml::to_string(&table).map_err(|e| ConfigError::Env {
+        var: last_var.clone(),
+        message: e.to_string(),
+    })?;
+    toml::from_str(&merged).map_err(|e| ConfigError::Env {
+        var: last_var,
+        message: e.message().to_string(),
+    })
+}
+
+fn position(text: &str, span: std::ops::Range<usize>) -> String {
+    let start = span.start.min(text.len());
+    let before = &text[..start];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!(" (line {line}, column {column})")
+}
+
+fn invalid(
+    origin: &str,
+    text: &str,
+    key: String,
+    at: &Spanned<String>,
+    message: String,
+) -> ConfigError {
+    ConfigError::Invalid {
+        origin: origin.to_string(),
+        key,
+        position: position(text, at.span()),
+        message,
+    }
+}
+
+fn check_unique<'a>(
+    seen: &mut HashSet<&'a str>,
+    name: &'a Spanned<String>,
+    origin: &str,
+    text: &str,
+    key: String,
+    what: &str,
+) -> Result<(), ConfigError> {
+    let n = name.get_ref();
+    if n.trim().is_empty() {
+        return Err(invalid(
+            origin,
+            text,
+            key,
+            name,
+            format!("{what} name must not be empty"),
+        ));
+    }
+    if !seen.insert(n.as_str()) {
+        return Err(invalid(
+            origin,
+            text,
+            key,
+            name,
+            format!("duplicate {what} name `{n}`"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_tenants(config: &Config, text: &str, origin: &str) -> Result<(), ConfigError> {
+    let mut tenant_names = HashSet::new();
+    for (ti, tenant) in config.tenants.iter().enumerate() {
+        let tk = format!("tenants[{ti}]");
+        check_unique(
+            &mut tenant_names,
+            &tenant.name,
+            origin,
+            text,
+            format!("{tk}.name"),
+            "tenant",
+        )?;
+        let mut units = HashSet::new();
+        for (ui, unit) in tenant.units.iter().enumerate() {
+            check_unique(
+                &mut units,
+                &unit.name,
+                origin,
+                text,
+                format!("{tk}.units[{ui}].name"),
+                "unit",
+            )?;
+        }
+        let unit_ref = |r: &Option<Spanned<String>>, key: String| match r {
+            Some(u) if !units.contains(u.get_ref().as_str()) => Err(invalid(
+                origin,
+                text,
+                key,
+                u,
+                format!(
+                    "no unit named `{}` in tenant `{}`",
+                    u.get_ref(),
+                    tenant.name.get_ref()
+                ),
+            )),
+            _ => Ok(()),
+        };
+        let mut devices = HashSet::new();
+        for (di, device) in tenant.devices.iter().enumerate() {
+            let dk = format!("{tk}.devices[{di}]");
+            check_unique(
+                &mut devices,
+                &device.name,
+                origin,
+                text,
+                format!("{dk}.name"),
+                "device",
+            )?;
+            unit_ref(&device.unit, format!("{dk}.unit"))?;
+            let generated = device.driver.generated_tags();
+            let mut tags: HashSet<&str> = generated.iter().map(|t| t.name.as_str()).collect();
+            for (gi, tag) in device.tags.iter().enumerate() {
+                let key = format!("{dk}.tags[{gi}]");
+                check_unique(
+                    &mut tags,
+                    &tag.name,
+                    origin,
+                    text,
+                    format!("{key}.name"),
+                    "tag",
+                )?;
+                unit_ref(&tag.unit, format!("{key}.unit"))?;
+                if let Err(reason) = device.driver.check_address(tag.address.get_ref()) {
+                    return Err(invalid(
+                        origin,
+                        text,
+                        format!("{key}.address"),
+                        &tag.address,
+                        reason,
+                    ));
+                }
+                if !tag.scale.is_finite() || tag.scale == 0.0 {
+                    return Err(invalid(
+                        origin,
+                        text,
+                        format!("{key}.scale"),
+                        &tag.name,
+                        "scale must be finite and not 0".into(),
+                    ));
+                }
+                if !tag.offset.is_finite() {
+                    return Err(invalid(
+                        origin,
+                        text,
+                        format!("{key}.offset"),
+                        &tag.name,
+                        "offset must be finite".into(),
+                    ));
+                }
+                if !(tag.deadband >= 0.0 && tag.deadband.is_finite()) {
+                    return Err(invalid(
+                        origin,
+                        text,
+                        format!("{key}.deadband"),
+                        &tag.name,
+                        "deadband must be finite and >= 0".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_settings(c: &Config, origin: &str) -> Result<(), ConfigError> {
+    let fail = |key: &str, message: &str| {
+        Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            position: String::new(),
+            message: message.to_string(),
+        })
+    };
+    let url = &c.storage.url;
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        return fail(
+            "storage.url",
+            "must start with sqlite:, postgres:// or postgresql://",
+        );
+    }
+    if c.storage.max_connections == 0 {
+        return fail("storage.max_connections", "must be at least 1");
+    }
+    if c.historian.batch_size == 0 {
+        return fail("historian.batch_size", "must be at least 1");
+    }
+    if c.historian.max_buffered_samples < c.historian.batch_size {
+        return fail(
+            "historian.max_buffered_samples",
+            "must be at least historian.batch_size",
+        );
+    }
+    if c.supervision.min_backoff_ms > c.supervision.max_backoff_ms {
+        return fail(
+            "supervision.min_backoff_ms",
+            "must not exceed supervision.max_backoff_ms",
+        );
+    }
+    if c.supervision.max_restarts == 0 || c.supervision.window_secs == 0 {
+        return fail(
+            "supervision.max_restarts",
+            "max_restarts and window_secs must be at least 1",
+        );
+    }
+    if c.auth.access_token_ttl_secs == 0 {
+        return fail("auth.access_token_ttl_secs", "must be at least 1");
+    }
+    if c.live.subscriber_queue == 0 {
+        return fail("live.subscriber_queue", "must be at least 1");
+    }
+    Ok(())
+}
+
+/// `sqlite:data/x.db` in `/etc/tc/` becomes `sqlite:/etc/tc/data/x.db`.
+pub(crate) fn resolve_sqlite_path(url: &str, dir: &Path) -> String {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return url.to_string();
+    };
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    if path.starts_with(':') || path.is_empty() || Path::new(path).is_absolute() {
+        return url.to_string();
+    }
+    format!("sqlite:{}", dir.join(path).display())
+}
+
+#[cfg(test)]
+#[path = "load_tests.rs"]
+mod tests;

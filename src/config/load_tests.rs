@@ -1,0 +1,157 @@
+use super::*;
+use crate::config::HistorianConfig;
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:9000"
+
+[[tenants]]
+name = "acme"
+
+[[tenants.units]]
+name = "boiler-house"
+location = { lat = 45.07, lon = 7.69 }
+
+[[tenants.devices]]
+name = "sim-1"
+unit = "boiler-house"
+poll_ms = 500
+driver = { protocol = "sim", seed = 3 }
+
+[[tenants.devices.tags]]
+name = "temp"
+address = "sine:period=60,amplitude=5,offset=70"
+eng_unit = "°C"
+"#;
+
+fn err(text: &str) -> String {
+    parse_str(text, "test.toml")
+        .expect_err("must be refused")
+        .to_string()
+}
+
+#[test]
+fn good_config_parses_with_defaults() {
+    let c = parse_str(GOOD, "test.toml").expect("valid");
+    assert_eq!(c.server.listen.port(), 9000);
+    assert_eq!(c.tenants[0].devices[0].poll_ms, 500);
+    assert_eq!(c.tenants[0].devices[0].tags[0].scale, 1.0);
+    assert_eq!(
+        c.historian.batch_size,
+        HistorianConfig::default().batch_size
+    );
+}
+
+#[test]
+fn unknown_key_is_named_with_its_position() {
+    let e = err("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
+    assert!(e.contains("lisen"), "{e}");
+    assert!(e.contains("line 3"), "{e}");
+    assert!(e.starts_with("test.toml"), "{e}");
+}
+
+#[test]
+fn bad_type_is_named_with_its_position() {
+    let e = err("[historian]\nbatch_size = \"many\"\n");
+    assert!(e.contains("line 2"), "{e}");
+    assert!(e.contains("batch_size"), "{e}");
+}
+
+#[test]
+fn latitude_out_of_range_is_refused() {
+    let e = err(&GOOD.replace("lat = 45.07", "lat = 91"));
+    assert!(e.contains("lat must be within -90..=90, got 91"), "{e}");
+    assert!(e.contains("line 10"), "{e}");
+}
+
+#[test]
+fn duplicate_tag_names_in_one_device_are_refused() {
+    let text =
+        format!("{GOOD}\n[[tenants.devices.tags]]\nname = \"temp\"\naddress = \"counter\"\n");
+    let e = err(&text);
+    assert!(e.contains("tenants[0].devices[0].tags[1].name"), "{e}");
+    assert!(e.contains("duplicate tag name `temp`"), "{e}");
+    assert!(e.contains("line 24"), "{e}");
+}
+
+#[test]
+fn unknown_unit_reference_and_bad_address_are_refused() {
+    let e = err(&GOOD.replace("unit = \"boiler-house\"", "unit = \"nowhere\""));
+    assert!(e.contains("tenants[0].devices[0].unit"), "{e}");
+    assert!(e.contains("no unit named `nowhere`"), "{e}");
+    let e = err(&GOOD.replace("sine:period=60", "noise:period=60"));
+    assert!(e.contains("tenants[0].devices[0].tags[0].address"), "{e}");
+    assert!(e.contains("unknown signal `noise`"), "{e}");
+}
+
+#[test]
+fn unknown_driver_key_is_refused() {
+    let e = err(&GOOD.replace("seed = 3", "sede = 3"));
+    assert!(e.contains("sede"), "{e}");
+}
+
+#[test]
+fn environment_overrides_keep_types_and_name_the_variable() {
+    let env = vec![
+        (
+            "THERMACORE_STORAGE__URL".to_string(),
+            "postgres://db/x".to_string(),
+        ),
+        (
+            "THERMACORE_HISTORIAN__BATCH_SIZE".to_string(),
+            "123".to_string(),
+        ),
+        ("THERMACORE_JWT_SECRET".to_string(), "s3cret".to_string()),
+        ("UNRELATED".to_string(), "1".to_string()),
+    ];
+    let c = parse_with_env(GOOD, "t", env).expect("valid");
+    assert_eq!(c.storage.url, "postgres://db/x");
+    assert_eq!(c.historian.batch_size, 123);
+    assert_eq!(c.auth.jwt_secret.as_deref(), Some("s3cret"));
+    assert_eq!(c.tenants.len(), 1);
+
+    let env = vec![(
+        "THERMACORE_HISTORIAN__BATCH_SIZ".to_string(),
+        "1".to_string(),
+    )];
+    let e = parse_with_env(GOOD, "t", env)
+        .expect_err("unknown key")
+        .to_string();
+    assert!(
+        e.contains("THERMACORE_HISTORIAN__BATCH_SIZ") && e.contains("batch_siz"),
+        "{e}"
+    );
+}
+
+#[test]
+fn settings_rules_name_the_key() {
+    let e = err("[historian]\nbatch_size = 0\n");
+    assert!(e.contains("historian.batch_size"), "{e}");
+    let e = err("[storage]\nurl = \"mysql://x\"\n");
+    assert!(e.contains("storage.url"), "{e}");
+}
+
+#[test]
+fn sqlite_paths_are_resolved_next_to_the_config() {
+    let dir = Path::new("/etc/tc");
+    assert_eq!(
+        resolve_sqlite_path("sqlite:data.db", dir),
+        "sqlite:/etc/tc/data.db"
+    );
+    assert_eq!(
+        resolve_sqlite_path("sqlite:///abs.db", dir),
+        "sqlite:///abs.db"
+    );
+    assert_eq!(
+        resolve_sqlite_path("sqlite::memory:", dir),
+        "sqlite::memory:"
+    );
+    assert_eq!(resolve_sqlite_path("postgres://x", dir), "postgres://x");
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let text = include_str!("../../thermacore.example.toml");
+    let c = parse_str(text, "thermacore.example.toml").expect("example config must be valid");
+    assert!(!c.tenants.is_empty());
+}

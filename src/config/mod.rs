@@ -1,0 +1,9 @@
+//! Typed configuration: one TOML file (`thermacore.example.toml` documents every key),
+//! environment overrides `THERMACORE_<SECTION>__<KEY>`, secrets only from the
+//! environment, validated at start-up with errors naming the key and its position.
+
+mod load;
+mod model;
+
+pub use load::{ConfigError, load_file, parse_str};
+pub use model::*;

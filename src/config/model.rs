@@ -1,0 +1,269 @@
+//! The configuration's types and their compiled-in defaults.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::domain::{DataType, Location};
+use crate::drivers::DriverConfig;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub auth: AuthConfig,
+    pub supervision: SupervisionConfig,
+    pub historian: HistorianConfig,
+    pub cache: CacheConfig,
+    pub live: LiveConfig,
+    pub api: ApiConfig,
+    /// Config as code: tenants with their units, devices and tags.
+    pub tenants: Vec<TenantConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the HTTP listener (GraphQL, metrics, health).
+    pub listen: SocketAddr,
+    pub log_format: LogFormat,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite:PATH` (relative paths are taken next to the config file) or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+    /// Start-up: first and longest wait between attempts to reach the store.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// Period of store upkeep (PostgreSQL partitions ahead).
+    pub maintenance_interval_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: "sqlite:thermacore.db".into(),
+            max_connections: 8,
+            retry_initial_ms: 250,
+            retry_max_ms: 10_000,
+            maintenance_interval_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of an access token.
+    pub access_token_ttl_secs: u64,
+    pub issuer: String,
+    pub audience: String,
+    /// From `THERMACORE_JWT_SECRET` only, never from the file.
+    #[serde(skip)]
+    pub jwt_secret: Option<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            access_token_ttl_secs: 900,
+            issuer: "thermacore".into(),
+            audience: "thermacore-api".into(),
+            jwt_secret: None,
+        }
+    }
+}
+
+/// The one restart policy of every supervisor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisionConfig {
+    pub min_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// More restarts than this within `window_secs` escalates to the parent.
+    pub max_restarts: u32,
+    pub window_secs: u64,
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig {
+            min_backoff_ms: 100,
+            max_backoff_ms: 30_000,
+            max_restarts: 10,
+            window_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorianConfig {
+    /// Flush when this many samples are pending …
+    pub batch_size: usize,
+    /// … or when the oldest has waited this long.
+    pub flush_interval_ms: u64,
+    /// Bound of the in-memory buffer while the store is slow or down; samples beyond it
+    /// are dropped and counted (`thermacore_historian_dropped_samples_total`).
+    pub max_buffered_samples: usize,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for HistorianConfig {
+    fn default() -> Self {
+        HistorianConfig {
+            batch_size: 20_000,
+            flush_interval_ms: 500,
+            max_buffered_samples: 2_000_000,
+            retry_initial_ms: 200,
+            retry_max_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// A value older than `stale_after_polls` poll periods of its device (and at least
+    /// `min_stale_secs`) is served as Uncertain/Stale.
+    pub stale_after_polls: u32,
+    pub min_stale_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            stale_after_polls: 3,
+            min_stale_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Values queued per subscriber before it is conflated to latest-per-tag.
+    pub subscriber_queue: usize,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            subscriber_queue: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Most raw samples one `history` query may return.
+    pub max_history_points: i64,
+    /// Most tag ids in one `latest`, `history` or `tagValues` call.
+    pub max_tag_ids: usize,
+    pub max_query_depth: usize,
+    pub max_query_complexity: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            max_history_points: 100_000,
+            max_tag_ids: 10_000,
+            max_query_depth: 12,
+            max_query_complexity: 5_000,
+        }
+    }
+}
+
+/// One tenant declared in the file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub units: Vec<UnitConfig>,
+    #[serde(default)]
+    pub devices: Vec<DeviceConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitConfig {
+    pub name: Spanned<String>,
+    /// `{ lat = …, lon = … }`, validated.
+    pub location: Option<Location>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub name: Spanned<String>,
+    /// Name of a unit of the same tenant.
+    pub unit: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Poll period in milliseconds; 0 polls back to back (load tests).
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+    /// The protocol part, tagged by `protocol`.
+    pub driver: DriverConfig,
+    #[serde(default)]
+    pub tags: Vec<TagConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagConfig {
+    pub name: Spanned<String>,
+    pub unit: Option<Spanned<String>>,
+    pub address: Spanned<String>,
+    #[serde(default = "default_data_type")]
+    pub data_type: DataType,
+    #[serde(default = "one")]
+    pub scale: f64,
+    #[serde(default)]
+    pub offset: f64,
+    pub eng_unit: Option<String>,
+    #[serde(default)]
+    pub deadband: f64,
+    #[serde(default)]
+    pub writable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> f64 {
+    1.0
+}
+fn default_poll_ms() -> u64 {
+    1000
+}
+fn default_data_type() -> DataType {
+    DataType::F64
+}

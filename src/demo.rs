@@ -1,0 +1,159 @@
+//! `thermacore demo`: a small plant of simulated devices on SQLite, with users admin,
+//! operator and viewer, ready to explore in GraphiQL.
+
+use std::path::Path;
+
+use crate::api::auth::hash_password;
+use crate::config::{Config, parse_str};
+use crate::domain::Role;
+use crate::storage::{self, Store};
+
+/// The demo plant. One device (`flaky-rtu`) fails on purpose every 20 polls so that
+/// supervision is visible; another loses its link now and then.
+pub const DEMO_PLANT: &str = r#"
+[[tenants]]
+name = "demo"
+
+[[tenants.units]]
+name = "boiler-house"
+location = { lat = 45.0703, lon = 7.6869 }
+description = "Gas boilers feeding the district heating loop"
+
+[[tenants.units]]
+name = "pump-station"
+location = { lat = 45.0621, lon = 7.6785 }
+description = "Circulation pumps of the heating loop"
+
+[[tenants.units]]
+name = "borehole-3"
+location = { lat = 45.1012, lon = 7.7104 }
+description = "Water supply borehole"
+
+[[tenants.devices]]
+name = "boiler-1"
+unit = "boiler-house"
+poll_ms = 1000
+driver = { protocol = "sim", seed = 11 }
+
+[[tenants.devices.tags]]
+name = "supply-temp"
+address = "sine:period=120,amplitude=6,offset=78"
+eng_unit = "°C"
+
+[[tenants.devices.tags]]
+name = "return-temp"
+address = "sine:period=150,amplitude=4,offset=55"
+eng_unit = "°C"
+
+[[tenants.devices.tags]]
+name = "burner-on"
+address = "square:period=40"
+data_type = "bool"
+
+[[tenants.devices.tags]]
+name = "setpoint"
+address = "sine:period=600,amplitude=0,offset=80"
+eng_unit = "°C"
+writable = true
+
+[[tenants.devices]]
+name = "pump-1"
+unit = "pump-station"
+poll_ms = 500
+driver = { protocol = "sim", seed = 22, disconnect_every_polls = 120, disconnect_for_polls = 4 }
+
+[[tenants.devices.tags]]
+name = "discharge-pressure"
+address = "walk:step=0.05,min=2,max=6"
+eng_unit = "bar"
+deadband = 0.02
+
+[[tenants.devices.tags]]
+name = "flow"
+address = "ramp:period=300,min=20,max=80"
+eng_unit = "m³/h"
+
+[[tenants.devices.tags]]
+name = "running"
+address = "square:period=90"
+data_type = "bool"
+
+[[tenants.devices]]
+name = "borehole-3-level"
+unit = "borehole-3"
+poll_ms = 2000
+driver = { protocol = "sim", seed = 33 }
+
+[[tenants.devices.tags]]
+name = "water-level"
+address = "walk:step=0.02,min=10,max=14"
+eng_unit = "m"
+
+[[tenants.devices.tags]]
+name = "pump-starts"
+address = "counter:step=1"
+data_type = "i64"
+
+[[tenants.devices]]
+name = "flaky-rtu"
+unit = "pump-station"
+poll_ms = 500
+driver = { protocol = "sim", seed = 44, panic_every_polls = 20 }
+
+[[tenants.devices.tags]]
+name = "vibration"
+address = "walk:step=0.1,min=0,max=5"
+eng_unit = "mm/s"
+"#;
+
+/// The demo's configuration: the plant above on a SQLite file in `data_dir`.
+pub fn demo_config(data_dir: &Path) -> Config {
+    // The plant text is part of the binary and covered by a test; a failure here is a bug.
+    let mut config = parse_str(DEMO_PLANT, "demo plant").expect("the built-in demo plant is valid");
+    config.storage.url = format!("sqlite:{}", data_dir.join("thermacore-demo.db").display());
+    config
+}
+
+/// The three demo users and their passwords: `THERMACORE_DEMO_PASSWORD` for all, or
+/// a random one each (returned so the caller can print them once).
+pub async fn seed_users(
+    store: &dyn Store,
+    tenant: &str,
+    fixed: Option<&str>,
+) -> Result<Vec<(String, String)>, storage::Error> {
+    let tenant = store.upsert_tenant(tenant).await?;
+    let mut out = Vec::new();
+    for role in [Role::Admin, Role::Operator, Role::Viewer] {
+        let password = fixed.map_or_else(random_password, str::to_string);
+        let hash = hash_password(&password).map_err(|e| storage::Error::Corrupt(e.to_string()))?;
+        match store
+            .create_user(tenant.id, role.as_str(), &hash, role)
+            .await
+        {
+            Ok(_) => {}
+            Err(storage::Error::Conflict(_)) => {
+                store
+                    .set_user_password(tenant.id, role.as_str(), &hash, role)
+                    .await?;
+            }
+            Err(e) => return Err(e),
+        }
+        out.push((role.as_str().to_string(), password));
+    }
+    Ok(out)
+}
+
+pub fn random_password() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 12]>())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_demo_plant_is_valid() {
+        let c = super::demo_config(std::path::Path::new("/tmp"));
+        assert_eq!(c.tenants.len(), 1);
+        assert!(c.storage.url.ends_with("thermacore-demo.db"));
+    }
+}

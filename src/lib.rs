@@ -1,0 +1,20 @@
+//! ThermaCore: a SCADA control server.
+//!
+//! # Layout
+//! - [`config`]: typed TOML configuration with environment overrides, validated at start-up.
+//! - [`domain`]: plain data types: ids, values, qualities, samples, tags, devices, units.
+//! - [`actors`]: the supervised actor tree (root, tenants, devices, cache, alert
+//!   stream, live hub, historian) and its restart policy.
+//! - [`drivers`]: the `Driver` trait and one folder per protocol (`sim` …).
+//! - [`storage`]: the `Store` trait with SQLite and PostgreSQL implementations.
+//! - [`telemetry`]: tracing set-up and the metric name catalogue.
+
+pub mod actors;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod drivers;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,264 @@
+//! The `thermacore` command: parses flags and hands over to the library.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use thermacore::config::{Config, LogFormat, load_file};
+use thermacore::{app, demo, storage, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "thermacore",
+    version,
+    about = "SCADA control server: devices in, live values, history and alarms out through GraphQL"
+)]
+struct Cli {
+    /// Log format: text or json (overrides server.log_format).
+    #[arg(long, global = true, value_parser = parse_format)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server with a configuration file.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a self-contained demo: SQLite, simulated devices, users admin/operator/viewer.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Where the demo keeps its SQLite database.
+        #[arg(long, default_value = "thermacore-demo-data")]
+        data_dir: PathBuf,
+    },
+    /// Apply the database migrations and the configured world, then exit.
+    Migrate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Validate a configuration file and exit.
+    CheckConfig { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (or, with --update, reset an existing user's password and role).
+    /// The password is read from THERMACORE_USER_PASSWORD, else from standard input.
+    Add {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        username: String,
+        /// admin, operator or viewer.
+        #[arg(long)]
+        role: thermacore::domain::Role,
+        #[arg(long)]
+        update: bool,
+    },
+}
+
+fn parse_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected text or json".into()),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    // rodbus, dnp3 and sqlx bring rustls with ring: make it the process-wide provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    runtime.block_on(async_main(cli))
+}
+
+async fn async_main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config } => {
+            let config = load(&config)?;
+            telemetry::init_tracing(cli.log_format.unwrap_or(config.server.log_format));
+            serve(config).await
+        }
+        Command::Demo { listen, data_dir } => {
+            telemetry::init_tracing(cli.log_format.unwrap_or(LogFormat::Text));
+            run_demo(listen, &data_dir).await
+        }
+        Command::Migrate { config } => {
+            let config = load(&config)?;
+            telemetry::init_tracing(cli.log_format.unwrap_or(config.server.log_format));
+            let store = open_store(&config).await?;
+            app::apply_config(store.as_ref(), &config)
+                .await
+                .context("applying the configured world")?;
+            println!(
+                "migrations applied to {} store; configured world applied",
+                store.backend()
+            );
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", thermacore::api::graphql::sdl());
+            Ok(())
+        }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    config,
+                    tenant,
+                    username,
+                    role,
+                    update,
+                },
+        } => {
+            let config = load(&config)?;
+            let password = read_password()?;
+            let store = open_store(&config).await?;
+            let t = store
+                .tenant_by_name(&tenant)
+                .await?
+                .with_context(|| format!("no tenant named `{tenant}`"))?;
+            let hash = thermacore::api::auth::hash_password(&password)?;
+            let user = if update {
+                store
+                    .set_user_password(t.id, &username, &hash, role)
+                    .await?
+            } else {
+                store
+                    .create_user(t.id, &username, &hash, role)
+                    .await
+                    .map_err(|e| match e {
+                        storage::Error::Conflict(_) => anyhow::anyhow!(
+                            "user `{username}` already exists in `{tenant}` (use --update to reset)"
+                        ),
+                        other => other.into(),
+                    })?
+            };
+            println!(
+                "user `{}` ({}) ready in tenant `{tenant}`",
+                user.username, user.role
+            );
+            Ok(())
+        }
+        Command::CheckConfig { file } => {
+            let config = load(&file)?;
+            let devices: usize = config.tenants.iter().map(|t| t.devices.len()).sum();
+            println!(
+                "{}: valid ({} tenants, {devices} devices)",
+                file.display(),
+                config.tenants.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    // The error names the file, the key and the position; print it as it is.
+    load_file(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn storage::Store>> {
+    let store = storage::connect(&config.storage.url, config.storage.max_connections).await?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("migrating {}", config.storage.url))?;
+    Ok(store)
+}
+
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("THERMACORE_USER_PASSWORD") {
+        return Ok(p);
+    }
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("reading the password from standard input")?;
+    let p = s.trim_end_matches(['\r', '\n']).to_string();
+    if p.len() < 8 {
+        bail!(
+            "password must be at least 8 characters (from THERMACORE_USER_PASSWORD or standard input)"
+        );
+    }
+    Ok(p)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    app::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_demo(listen: std::net::SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let mut config = demo::demo_config(data_dir);
+    config.server.listen = listen;
+    config.auth.jwt_secret = Some(
+        std::env::var("THERMACORE_JWT_SECRET")
+            .unwrap_or_else(|_| format!("{}{}", demo::random_password(), demo::random_password())),
+    );
+    let store = open_store(&config).await?;
+    app::apply_config(store.as_ref(), &config).await?;
+    let fixed = std::env::var("THERMACORE_DEMO_PASSWORD").ok();
+    let users = demo::seed_users(store.as_ref(), "demo", fixed.as_deref()).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen} (use --listen to pick another address)"))?;
+    let addr = listener.local_addr()?;
+    println!("\nThermaCore demo");
+    println!("  GraphiQL:   http://{addr}/graphql");
+    println!("  WebSocket:  ws://{addr}/graphql/ws   (graphql-transport-ws)");
+    println!("  Metrics:    http://{addr}/metrics");
+    println!("  Database:   {}", config.storage.url);
+    println!("  Tenant:     demo");
+    for (user, password) in &users {
+        let shown = if fixed.is_some() {
+            "(THERMACORE_DEMO_PASSWORD)"
+        } else {
+            password.as_str()
+        };
+        println!("  User:       {user:<9} password {shown}");
+    }
+    println!();
+    app::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,208 @@
+//! Persistence: one [`Store`] trait, with SQLite (embedded default) and PostgreSQL
+//! implementations over sqlx. Every method that touches tenant data takes a
+//! [`TenantId`], so no caller can forget the scope.
+
+mod codec;
+pub mod postgres;
+mod rows;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    Device, DeviceId, DeviceSpec, Role, Sample, Tag, TagId, TagSpec, Tenant, TenantId, Timestamp,
+    Unit, UnitSpec, User, UserId,
+};
+
+pub use codec::{decode_code, decode_value, encode_code};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database cannot be reached or refused the connection.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A uniqueness rule was broken (e.g. a second user with the same name).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The referenced object does not exist in this tenant.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Stored data could not be decoded (e.g. a device's driver config).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database URL is not one we support.
+    #[error("unsupported database url `{0}` (expected sqlite:… or postgres://…)")]
+    UnsupportedUrl(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every sqlx error goes through [`classify`], so `?` cannot turn "store down" into
+/// "bad query".
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        classify(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        use sqlx::migrate::MigrateError;
+        match e {
+            MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _)
+                if rows::is_unavailable(&e) =>
+            {
+                Error::Unavailable(e.to_string())
+            }
+            e => Error::Migrate(e),
+        }
+    }
+}
+
+/// Sorts an sqlx error: connection-level failures (I/O, TLS, pool timeout or closed,
+/// SQLite busy/locked/cannot open, PostgreSQL connection and shutdown states) become
+/// [`Error::Unavailable`], undecodable columns [`Error::Corrupt`], the rest
+/// [`Error::Database`].
+fn classify(e: sqlx::Error) -> Error {
+    if rows::is_unavailable(&e) {
+        return Error::Unavailable(e.to_string());
+    }
+    match e {
+        sqlx::Error::ColumnDecode { index, source } => {
+            Error::Corrupt(format!("column {index}: {source}"))
+        }
+        e => Error::Database(e),
+    }
+}
+
+/// A sample on its way to the history table, with its tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSample {
+    pub tenant: TenantId,
+    pub sample: Sample,
+}
+
+/// One aggregation bucket of a tag's numeric history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    pub tag: TagId,
+    /// Start of the bucket (inclusive).
+    pub start: Timestamp,
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+    pub count: i64,
+}
+
+/// The persistence interface of ThermaCore.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// "sqlite" or "postgres", for logs and metrics labels.
+    fn backend(&self) -> &'static str;
+
+    /// Answers when the database answers (`/readyz`).
+    async fn ping(&self) -> Result<()>;
+
+    /// Applies the embedded migrations of this backend.
+    async fn migrate(&self) -> Result<()>;
+
+    /// Periodic upkeep: PostgreSQL creates sample partitions ahead of time.
+    async fn maintain(&self, now: Timestamp) -> Result<()>;
+
+    // --- tenants and users -------------------------------------------------------------
+
+    /// Creates the tenant if missing; returns it either way.
+    async fn upsert_tenant(&self, name: &str) -> Result<Tenant>;
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>>;
+    async fn tenants(&self) -> Result<Vec<Tenant>>;
+
+    /// Fails with [`Error::Conflict`] when the username is taken in this tenant.
+    async fn create_user(
+        &self,
+        tenant: TenantId,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+    ) -> Result<User>;
+    /// Replaces hash and role of an existing user (demo start-up, `user add --force`).
+    async fn set_user_password(
+        &self,
+        tenant: TenantId,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+    ) -> Result<User>;
+    async fn user_by_name(&self, tenant: TenantId, username: &str) -> Result<Option<User>>;
+    async fn user_by_id(&self, tenant: TenantId, id: UserId) -> Result<Option<User>>;
+
+    // --- the configured world ---------------------------------------------------------
+
+    /// Creates or updates (by name) a unit.
+    async fn upsert_unit(&self, tenant: TenantId, spec: &UnitSpec) -> Result<Unit>;
+    /// Creates or updates (by name) a device; the driver config is stored as JSON.
+    async fn upsert_device(&self, tenant: TenantId, spec: &DeviceSpec) -> Result<Device>;
+    /// Creates or updates (by device and name) a tag. `NotFound` if the device is not
+    /// this tenant's.
+    async fn upsert_tag(&self, tenant: TenantId, device: DeviceId, spec: &TagSpec) -> Result<Tag>;
+    async fn units(&self, tenant: TenantId) -> Result<Vec<Unit>>;
+    async fn devices(&self, tenant: TenantId) -> Result<Vec<Device>>;
+    async fn device(&self, tenant: TenantId, id: DeviceId) -> Result<Option<Device>>;
+    /// All tags of the tenant, or of one of its devices.
+    async fn tags(&self, tenant: TenantId, device: Option<DeviceId>) -> Result<Vec<Tag>>;
+
+    // --- history -----------------------------------------------------------------------
+
+    /// Bulk insert, in one transaction. Returns the number of rows written.
+    /// SQLite: prepared multi-row inserts chunked under the bind limit;
+    /// PostgreSQL: `UNNEST` arrays.
+    async fn insert_samples(&self, samples: &[StoredSample]) -> Result<u64>;
+
+    /// Raw samples of the tenant's tags in `[from, to)`, ordered by tag then time,
+    /// at most `limit` rows.
+    async fn history(
+        &self,
+        tenant: TenantId,
+        tags: &[TagId],
+        from: Timestamp,
+        to: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<Sample>>;
+
+    /// avg/min/max/count of numeric samples per `bucket_secs` bucket in `[from, to)`.
+    async fn history_buckets(
+        &self,
+        tenant: TenantId,
+        tags: &[TagId],
+        from: Timestamp,
+        to: Timestamp,
+        bucket_secs: i64,
+    ) -> Result<Vec<Bucket>>;
+
+    /// Number of stored samples of the tenant (tests, benchmarks, `system`).
+    async fn count_samples(&self, tenant: TenantId) -> Result<i64>;
+}
+
+/// Opens the store named by a URL: `sqlite:PATH` / `sqlite://PATH` / `sqlite::memory:`,
+/// or `postgres://…` / `postgresql://…`. Does not migrate.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(
+            sqlite::SqliteStore::connect(url, max_connections).await?,
+        ))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(
+            postgres::PostgresStore::connect(url, max_connections).await?,
+        ))
+    } else {
+        Err(Error::UnsupportedUrl(url.to_string()))
+    }
+}

@@ -1,0 +1,191 @@
+//! Tracing and metrics set-up, and the catalogue of every metric name ThermaCore emits.
+//! Names start with `thermacore_`; labels stay low-cardinality (tenant, protocol, kind).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::config::LogFormat;
+
+/// Every metric, with its help text. `describe()` registers them all.
+pub mod names {
+    pub const ACTOR_RESTARTS: &str = "thermacore_actor_restarts_total";
+    pub const ACTOR_ESCALATIONS: &str = "thermacore_actor_escalations_total";
+    pub const SAMPLES_INGESTED: &str = "thermacore_samples_ingested_total";
+    pub const DEVICE_POLLS: &str = "thermacore_device_polls_total";
+    pub const DEVICE_POLL_ERRORS: &str = "thermacore_device_poll_errors_total";
+    pub const DEVICE_POLL_SECONDS: &str = "thermacore_device_poll_duration_seconds";
+    pub const DEVICE_CONNECTED: &str = "thermacore_device_connected";
+    pub const DEVICE_PLAN_REQUESTS: &str = "thermacore_device_plan_requests";
+    pub const ROUTE_DROPPED_BATCHES: &str = "thermacore_route_dropped_batches_total";
+    pub const CACHE_HITS: &str = "thermacore_cache_hits_total";
+    pub const CACHE_MISSES: &str = "thermacore_cache_misses_total";
+    pub const CACHE_ENTRIES: &str = "thermacore_cache_entries";
+    pub const LIVE_SUBSCRIBERS: &str = "thermacore_live_subscribers";
+    pub const LIVE_DELIVERED: &str = "thermacore_live_delivered_total";
+    pub const LIVE_CONFLATED: &str = "thermacore_live_conflated_total";
+    pub const LIVE_DROPPED: &str = "thermacore_live_dropped_total";
+    pub const ALERT_SAMPLES: &str = "thermacore_alert_samples_evaluated_total";
+    pub const HISTORIAN_WRITTEN: &str = "thermacore_historian_written_samples_total";
+    pub const HISTORIAN_DROPPED: &str = "thermacore_historian_dropped_samples_total";
+    pub const HISTORIAN_FAILED_WRITES: &str = "thermacore_historian_failed_writes_total";
+    pub const HISTORIAN_BUFFERED: &str = "thermacore_historian_buffered_samples";
+    pub const HISTORIAN_WRITE_SECONDS: &str = "thermacore_historian_write_duration_seconds";
+    pub const STORE_UP: &str = "thermacore_store_up";
+    pub const HTTP_REQUESTS: &str = "thermacore_http_requests_total";
+    pub const GRAPHQL_ERRORS: &str = "thermacore_graphql_errors_total";
+    pub const AUTH_FAILURES: &str = "thermacore_auth_failures_total";
+
+    /// (name, help) of every metric above, for `describe_*` and the docs.
+    pub const ALL: &[(&str, &str)] = &[
+        (
+            ACTOR_RESTARTS,
+            "Actors restarted by their supervisor, by kind",
+        ),
+        (
+            ACTOR_ESCALATIONS,
+            "Supervisors that gave up on a child (restart intensity exceeded), by kind",
+        ),
+        (
+            SAMPLES_INGESTED,
+            "Samples produced by device actors, by tenant and protocol",
+        ),
+        (DEVICE_POLLS, "Polls performed, by protocol"),
+        (
+            DEVICE_POLL_ERRORS,
+            "Polls that failed, by protocol and kind",
+        ),
+        (DEVICE_POLL_SECONDS, "Duration of one poll, by protocol"),
+        (
+            DEVICE_CONNECTED,
+            "Devices with a live link, by tenant and protocol",
+        ),
+        (
+            DEVICE_PLAN_REQUESTS,
+            "Protocol requests per poll cycle over all planned devices, by protocol",
+        ),
+        (
+            ROUTE_DROPPED_BATCHES,
+            "Sample batches not delivered because the receiving actor was restarting, by kind",
+        ),
+        (
+            CACHE_HITS,
+            "Latest-value reads answered with a value, by tenant",
+        ),
+        (
+            CACHE_MISSES,
+            "Latest-value reads of a tag without a value yet, by tenant",
+        ),
+        (CACHE_ENTRIES, "Tags known to the cache, by tenant"),
+        (LIVE_SUBSCRIBERS, "Live subscriptions registered, by tenant"),
+        (
+            LIVE_DELIVERED,
+            "Values queued for live subscribers, by tenant",
+        ),
+        (
+            LIVE_CONFLATED,
+            "Values replaced by a newer one before a slow subscriber read them, by tenant",
+        ),
+        (
+            LIVE_DROPPED,
+            "Values dropped for subscribers that had gone away, by tenant",
+        ),
+        (
+            ALERT_SAMPLES,
+            "Samples passed through the alert stream, by tenant",
+        ),
+        (HISTORIAN_WRITTEN, "Samples written to the store"),
+        (
+            HISTORIAN_DROPPED,
+            "Samples the historian could not keep (buffer bound exceeded)",
+        ),
+        (
+            HISTORIAN_FAILED_WRITES,
+            "Store writes that failed and will be retried",
+        ),
+        (
+            HISTORIAN_BUFFERED,
+            "Samples waiting in the historian's buffer",
+        ),
+        (
+            HISTORIAN_WRITE_SECONDS,
+            "Duration of one bulk write to the store",
+        ),
+        (STORE_UP, "1 when the store answered the last check"),
+        (
+            HTTP_REQUESTS,
+            "HTTP requests, by path class and status class",
+        ),
+        (GRAPHQL_ERRORS, "GraphQL errors returned, by code"),
+        (
+            AUTH_FAILURES,
+            "Failed logins and rejected tokens, by reason",
+        ),
+    ];
+}
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+/// Later calls (several servers in one test process) share the first one.
+pub fn metrics_handle() -> PrometheusHandle {
+    PROMETHEUS
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    ],
+                )
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by an embedding program);
+            // then our handle still renders whatever reached this recorder.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    for (name, help) in names::ALL {
+        if name.ends_with("_total") {
+            metrics::describe_counter!(*name, *help);
+        } else if name.ends_with("_seconds") {
+            metrics::describe_histogram!(*name, *help);
+        } else {
+            metrics::describe_gauge!(*name, *help);
+        }
+    }
+}
+
+/// Sets up `tracing` with `RUST_LOG` (default `info`) in text or JSON.
+pub fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names;
+
+    #[test]
+    fn catalogue_names_are_prefixed_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for (name, help) in names::ALL {
+            assert!(name.starts_with("thermacore_"), "{name}");
+            assert!(!help.is_empty());
+            assert!(seen.insert(*name), "duplicate {name}");
+        }
+    }
+}

@@ -1,0 +1,5 @@
+#![allow(dead_code)]
+
+pub mod pg;
+pub mod proxy;
+pub mod server;
