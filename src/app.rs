@@ -208,6 +208,7 @@ async fn start_core(
     let historian = Arc::new(HistorianHandle::new(config.historian.clone()));
     let runtime = Arc::new(Runtime::new(historian));
     let prefix = format!("tc{}", INSTANCE.fetch_add(1, Ordering::Relaxed));
+    let tenants = worlds.len();
     let args = RootArgs {
         runtime: runtime.clone(),
         store: store.clone(),
@@ -234,10 +235,7 @@ async fn start_core(
         schema: build_schema(api.clone()),
         api,
     })));
-    tracing::info!(
-        tenants = root.get_children().len().saturating_sub(1),
-        "actor tree up; ready"
-    );
+    tracing::info!(tenants, "actor tree up; ready");
     let _ = handle.await;
     if !fatal.is_closed() {
         tracing::error!("the root supervisor stopped: restart intensity exceeded; shutting down");

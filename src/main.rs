@@ -85,6 +85,21 @@ fn main() -> anyhow::Result<()> {
     // rodbus, dnp3 and sqlx bring rustls with ring: make it the process-wide provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    // A panic inside an actor is a supervision event, not a crash: log it as one line
+    // (the supervisor logs the restart) instead of a backtrace on stderr.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%location, "panic: {message}");
+    }));
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async_main(cli))
 }
