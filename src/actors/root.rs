@@ -193,19 +193,10 @@ impl Actor for RootActor {
         me: ActorRef<RootMsg>,
         st: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        let timeout = Some(std::time::Duration::from_secs(10));
-        let mut historian = Vec::new();
-        for cell in me.get_children() {
-            match st.children.exited(cell.get_id()) {
-                Some(RootChild::Historian) => historian.push(cell),
-                _ => {
-                    let _ = cell.stop_and_wait(Some("shutdown".into()), timeout).await;
-                }
-            }
-        }
-        for cell in historian {
-            let _ = cell.stop_and_wait(Some("shutdown".into()), timeout).await;
-        }
+        let cells = me.get_children();
+        st.children
+            .stop_in_order(cells, |k| matches!(k, RootChild::Tenant(_)))
+            .await;
         Ok(())
     }
 
@@ -215,15 +206,8 @@ impl Actor for RootActor {
         evt: SupervisionEvent,
         st: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, why) = match evt {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell, reason.unwrap_or_else(|| "stopped".into()))
-            }
-            _ => return Ok(()),
-        };
-        match st.children.exited(cell.get_id()) {
-            Some(child) => Self::failed(&me, st, child, &why),
+        match st.children.exit_of(evt) {
+            Some((child, why)) => Self::failed(&me, st, child, &why),
             None => Ok(()),
         }
     }

@@ -107,6 +107,42 @@ impl<K: Clone + Eq + std::hash::Hash> Children<K> {
         self.by_actor.is_empty()
     }
 
+    /// The child an exit event is about, with the reason; `None` for other events and
+    /// for children stopped on purpose.
+    pub fn exit_of(&mut self, evt: ractor::SupervisionEvent) -> Option<(K, String)> {
+        let (cell, why) = match evt {
+            ractor::SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
+            ractor::SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_else(|| "stopped".into()))
+            }
+            _ => return None,
+        };
+        self.exited(cell.get_id()).map(|k| (k, why))
+    }
+
+    /// Graceful stop of a supervisor's children, in data-path order: first those for
+    /// which `first` holds, then the rest, each waiting for its `post_stop`. (Children
+    /// left to ractor would be killed when the parent exits, without `post_stop`.)
+    pub async fn stop_in_order(
+        &mut self,
+        cells: Vec<ractor::ActorCell>,
+        first: impl Fn(&K) -> bool,
+    ) {
+        let timeout = Some(std::time::Duration::from_secs(10));
+        let mut later = Vec::new();
+        for cell in cells {
+            match self.exited(cell.get_id()) {
+                Some(k) if first(&k) => {
+                    let _ = cell.stop_and_wait(Some("shutdown".into()), timeout).await;
+                }
+                _ => later.push(cell),
+            }
+        }
+        for cell in later {
+            let _ = cell.stop_and_wait(Some("shutdown".into()), timeout).await;
+        }
+    }
+
     /// Applies the policy to an exited child and counts the restart or escalation.
     pub fn decide(&mut self, policy: &RestartPolicy, key: &K, kind: &'static str) -> Decision {
         let history = self.history.entry(key.clone()).or_default();

@@ -290,15 +290,8 @@ impl Actor for TenantActor {
         evt: SupervisionEvent,
         st: &mut TenantState,
     ) -> Result<(), ActorProcessingErr> {
-        let (cell, why) = match evt {
-            SupervisionEvent::ActorFailed(cell, err) => (cell, err.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell, reason.unwrap_or_else(|| "stopped".into()))
-            }
-            _ => return Ok(()),
-        };
-        match st.children.exited(cell.get_id()) {
-            Some(child) => Self::failed(&me, st, child, &why),
+        match st.children.exit_of(evt) {
+            Some((child, why)) => Self::failed(&me, st, child, &why),
             None => Ok(()),
         }
     }
@@ -309,19 +302,10 @@ impl Actor for TenantActor {
         me: ActorRef<TenantMsg>,
         st: &mut TenantState,
     ) -> Result<(), ActorProcessingErr> {
-        let timeout = Some(std::time::Duration::from_secs(5));
-        let mut services = Vec::new();
-        for cell in me.get_children() {
-            match st.children.exited(cell.get_id()) {
-                Some(TenantChild::Device(_)) => {
-                    let _ = cell.stop_and_wait(Some("shutdown".into()), timeout).await;
-                }
-                _ => services.push(cell),
-            }
-        }
-        for cell in services {
-            let _ = cell.stop_and_wait(Some("shutdown".into()), timeout).await;
-        }
+        let cells = me.get_children();
+        st.children
+            .stop_in_order(cells, |k| matches!(k, TenantChild::Device(_)))
+            .await;
         for child in [
             TenantChild::Cache,
             TenantChild::LiveHub,
