@@ -164,8 +164,9 @@ pub async fn run(
     let root = root_rx.borrow().clone();
     if let Some(root) = root {
         // Stops the tree; the historian's post_stop writes what it still holds.
+        let limit = Duration::from_secs(config.historian.shutdown_flush_secs + 30);
         let _ = root
-            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(15)))
+            .stop_and_wait(Some("shutdown".into()), Some(limit))
             .await;
     }
     let fatal = fatal_seen.borrow().clone();
@@ -216,6 +217,7 @@ async fn start_core(
         policy: (&config.supervision).into(),
         cache: config.cache.clone(),
         name_prefix: prefix.clone(),
+        shutdown_flush_secs: config.historian.shutdown_flush_secs,
     };
     let (root, handle) = match Actor::spawn(Some(format!("{prefix}/root")), RootActor, args).await {
         Ok(r) => r,

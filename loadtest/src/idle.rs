@@ -18,7 +18,11 @@ pub async fn run(devices: usize) -> anyhow::Result<()> {
     let (shared, worlds) = sim_tenant("idle", devices, 1, 3_600_000);
     // No store here: the historian keeps nothing (what it is handed is counted as
     // dropped), so that the figure is the actors' memory, not a growing sample buffer.
-    let historian = Arc::new(HistorianHandle::new(HistorianConfig { batch_size: 1, max_buffered_samples: 1, ..HistorianConfig::default() }));
+    let historian = Arc::new(HistorianHandle::new(HistorianConfig {
+        batch_size: 1,
+        max_buffered_samples: 1,
+        ..HistorianConfig::default()
+    }));
     let runtime = Arc::new(Runtime::new(historian.clone()));
     // Baseline after the configuration (the worlds) exists, before any actor.
     let rss0 = rss_kib();

@@ -62,13 +62,17 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         ..HistorianConfig::default()
     }));
     let runtime = Arc::new(Runtime::new(historian.clone()));
+    let prefix = format!("bench{}", std::process::id());
+    // A graceful stop stops the devices first, then waits for the historian to write
+    // everything it holds (at most shutdown_flush_secs).
     let args = RootArgs {
         runtime,
         store: store.clone(),
         tenants: worlds,
         policy: (&SupervisionConfig::default()).into(),
         cache: CacheConfig::default(),
-        name_prefix: format!("bench{}", std::process::id()),
+        name_prefix: prefix,
+        shutdown_flush_secs: 600,
     };
     let (root, handle) = Actor::spawn(None, RootActor, args).await?;
     let t0 = Instant::now();
@@ -79,7 +83,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     }
     let during = historian.stats();
     let run_secs = t0.elapsed().as_secs_f64();
-    root.stop_and_wait(Some("bench done".into()), Some(Duration::from_secs(300)))
+    root.stop_and_wait(Some("bench done".into()), Some(Duration::from_secs(700)))
         .await?;
     let _ = handle.await;
     let total_secs = t0.elapsed().as_secs_f64();

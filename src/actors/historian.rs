@@ -21,6 +21,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Most batches merged into one write when the historian is behind.
+const MAX_BATCHES_PER_WRITE: usize = 16;
+
 #[derive(Default)]
 struct Queue {
     batches: VecDeque<Arc<SampleBatch>>,
@@ -49,6 +52,8 @@ pub struct HistorianHandle {
     pub(crate) actor: Slot<HistorianMsg>,
     flush_requested: AtomicBool,
     submitted: AtomicU64,
+    /// Samples of the write in progress (neither queued nor kept for retry).
+    writing: AtomicU64,
     written: AtomicU64,
     dropped: AtomicU64,
     failed_writes: AtomicU64,
@@ -63,6 +68,7 @@ impl HistorianHandle {
             actor: Slot::new("historian"),
             flush_requested: AtomicBool::new(false),
             submitted: AtomicU64::new(0),
+            writing: AtomicU64::new(0),
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             failed_writes: AtomicU64::new(0),
@@ -109,7 +115,7 @@ impl HistorianHandle {
         let in_flight = lock(&self.in_flight).as_ref().map_or(0, |v| v.len() as u64);
         HistorianStats {
             submitted: self.submitted.load(Ordering::Relaxed),
-            buffered: queued + in_flight,
+            buffered: queued + in_flight + self.writing.load(Ordering::Relaxed),
             written: self.written.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             failed_writes: self.failed_writes.load(Ordering::Relaxed),
@@ -138,8 +144,14 @@ impl HistorianHandle {
         if q.samples == 0 || !(all || waited || q.samples >= self.config.batch_size) {
             return None;
         }
-        let mut chunk = Vec::with_capacity(self.config.batch_size.min(q.samples));
-        while chunk.len() < self.config.batch_size {
+        // Behind schedule, write bigger transactions (up to 16 batches): the per-commit
+        // cost is amortised over more rows exactly when throughput matters.
+        let target = q.samples.clamp(
+            self.config.batch_size,
+            self.config.batch_size * MAX_BATCHES_PER_WRITE,
+        );
+        let mut chunk = Vec::with_capacity(target.min(q.samples));
+        while chunk.len() < target {
             let Some(batch) = q.batches.pop_front() else {
                 break;
             };
@@ -192,7 +204,14 @@ impl HistorianActor {
         }
         while let Some(chunk) = state.handle.next_chunk(all) {
             let started = Instant::now();
-            match state.store.insert_samples(&chunk).await {
+            state
+                .handle
+                .writing
+                .store(chunk.len() as u64, Ordering::Relaxed);
+            let result = state.store.insert_samples(&chunk).await;
+            // Counted again (written or kept for retry) before it stops counting as writing.
+            let writing_done = || state.handle.writing.store(0, Ordering::Relaxed);
+            match result {
                 Ok(_) => {
                     let n = chunk.len() as u64;
                     state.handle.written.fetch_add(n, Ordering::Relaxed);
@@ -200,6 +219,7 @@ impl HistorianActor {
                     metrics::histogram!(names::HISTORIAN_WRITE_SECONDS)
                         .record(started.elapsed().as_secs_f64());
                     metrics::gauge!(names::STORE_UP).set(1.0);
+                    writing_done();
                     state.retry_at = None;
                     state.backoff = Duration::from_millis(state.handle.config.retry_initial_ms);
                 }
@@ -209,6 +229,7 @@ impl HistorianActor {
                     metrics::gauge!(names::STORE_UP).set(0.0);
                     tracing::warn!(error = %e, samples = chunk.len(), retry_in_ms = state.backoff.as_millis() as u64, "historian write failed; keeping the samples and retrying");
                     state.handle.keep_for_retry(chunk);
+                    writing_done();
                     state.retry_at = Some(Instant::now() + state.backoff);
                     let max = Duration::from_millis(state.handle.config.retry_max_ms);
                     state.backoff = (state.backoff * 2).min(max);

@@ -48,6 +48,8 @@ pub struct RootArgs {
     pub policy: RestartPolicy,
     pub cache: CacheConfig,
     pub name_prefix: String,
+    /// How long a graceful stop waits for the historian to write its buffer.
+    pub shutdown_flush_secs: u64,
 }
 
 pub struct RootState {
@@ -195,7 +197,11 @@ impl Actor for RootActor {
     ) -> Result<(), ActorProcessingErr> {
         let cells = me.get_children();
         st.children
-            .stop_in_order(cells, |k| matches!(k, RootChild::Tenant(_)))
+            .stop_in_order(
+                cells,
+                |k| matches!(k, RootChild::Tenant(_)),
+                std::time::Duration::from_secs(st.args.shutdown_flush_secs),
+            )
             .await;
         Ok(())
     }

@@ -123,10 +123,12 @@ impl<K: Clone + Eq + std::hash::Hash> Children<K> {
     /// Graceful stop of a supervisor's children, in data-path order: first those for
     /// which `first` holds, then the rest, each waiting for its `post_stop`. (Children
     /// left to ractor would be killed when the parent exits, without `post_stop`.)
+    /// `later_timeout` bounds each of the later ones (the historian drains its buffer).
     pub async fn stop_in_order(
         &mut self,
         cells: Vec<ractor::ActorCell>,
         first: impl Fn(&K) -> bool,
+        later_timeout: std::time::Duration,
     ) {
         let timeout = Some(std::time::Duration::from_secs(10));
         let mut later = Vec::new();
@@ -139,7 +141,9 @@ impl<K: Clone + Eq + std::hash::Hash> Children<K> {
             }
         }
         for cell in later {
-            let _ = cell.stop_and_wait(Some("shutdown".into()), timeout).await;
+            let _ = cell
+                .stop_and_wait(Some("shutdown".into()), Some(later_timeout))
+                .await;
         }
     }
 

@@ -304,7 +304,11 @@ impl Actor for TenantActor {
     ) -> Result<(), ActorProcessingErr> {
         let cells = me.get_children();
         st.children
-            .stop_in_order(cells, |k| matches!(k, TenantChild::Device(_)))
+            .stop_in_order(
+                cells,
+                |k| matches!(k, TenantChild::Device(_)),
+                std::time::Duration::from_secs(10),
+            )
             .await;
         for child in [
             TenantChild::Cache,

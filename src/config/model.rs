@@ -130,6 +130,8 @@ pub struct HistorianConfig {
     pub max_buffered_samples: usize,
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+    /// On a graceful stop, how long to keep writing the buffer before giving up.
+    pub shutdown_flush_secs: u64,
 }
 
 impl Default for HistorianConfig {
@@ -140,6 +142,7 @@ impl Default for HistorianConfig {
             max_buffered_samples: 2_000_000,
             retry_initial_ms: 200,
             retry_max_ms: 10_000,
+            shutdown_flush_secs: 120,
         }
     }
 }

@@ -79,9 +79,14 @@ pub(super) async fn insert_samples(pool: &SqlitePool, samples: &[StoredSample]) 
     if samples.is_empty() {
         return Ok(0);
     }
+    // Inserting in index order (tenant, tag, time) walks the index's leaves once and
+    // in sequence instead of jumping between them: several times faster once the
+    // index outgrows the page cache.
+    let mut order: Vec<&StoredSample> = samples.iter().collect();
+    order.sort_unstable_by_key(|s| (s.tenant.0, s.sample.tag.0, s.sample.source_time.0));
     let mut tx = pool.begin().await?;
     let mut written = 0;
-    let mut rest = samples;
+    let mut rest = order.as_slice();
     for size in chunk_sizes(samples.len()) {
         let (chunk, tail) = rest.split_at(size);
         rest = tail;
