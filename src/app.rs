@@ -100,9 +100,11 @@ pub async fn load_world(store: &dyn Store) -> Result<Vec<TenantWorld>, storage::
         }
         let devices = devices
             .into_iter()
-            .map(|device| DeviceWorld {
-                tags: tags_by_device.remove(&device.id).unwrap_or_default(),
-                device,
+            .map(|device| {
+                Arc::new(DeviceWorld {
+                    tags: tags_by_device.remove(&device.id).unwrap_or_default(),
+                    device,
+                })
             })
             .collect();
         worlds.push(TenantWorld {

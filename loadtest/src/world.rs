@@ -15,7 +15,7 @@ pub fn sim_tenant(
     devices: usize,
     tags: usize,
     poll_ms: u64,
-) -> (Arc<TenantShared>, Vec<DeviceWorld>) {
+) -> (Arc<TenantShared>, Vec<Arc<DeviceWorld>>) {
     let tenant = Tenant {
         id: TenantId(1),
         name: name.to_string(),
@@ -58,7 +58,7 @@ pub fn sim_tenant(
                     }
                 })
                 .collect();
-            DeviceWorld { device, tags }
+            Arc::new(DeviceWorld { device, tags })
         })
         .collect();
     (Arc::new(TenantShared::new(tenant)), worlds)

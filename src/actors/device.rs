@@ -13,9 +13,8 @@ use super::cache::{CacheMsg, Lookup};
 use super::historian::HistorianHandle;
 use super::live::HubMsg;
 use super::shared::{LinkState, TenantShared};
-use crate::domain::{
-    Device, Quality, QualityReason, Sample, SampleBatch, Tag, TagId, Timestamp, Value,
-};
+use super::tenant::DeviceWorld;
+use crate::domain::{Quality, QualityReason, Sample, SampleBatch, TagId, Timestamp, Value};
 use crate::drivers::{self, Driver, PushSink};
 use crate::telemetry::names;
 
@@ -38,15 +37,14 @@ pub enum DeviceMsg {
 }
 
 pub struct DeviceArgs {
-    pub device: Device,
-    pub tags: Vec<Tag>,
+    /// The device and its tags, shared with the tenant (not copied per life).
+    pub world: Arc<DeviceWorld>,
     pub shared: Arc<TenantShared>,
     pub historian: Arc<HistorianHandle>,
 }
 
 pub struct DeviceState {
-    device: Device,
-    tags: HashMap<TagId, Tag>,
+    world: Arc<DeviceWorld>,
     driver: Box<dyn Driver>,
     shared: Arc<TenantShared>,
     historian: Arc<HistorianHandle>,
@@ -60,7 +58,7 @@ pub struct DeviceState {
 
 impl DeviceState {
     fn period(&self) -> Duration {
-        Duration::from_millis(self.device.spec.poll_ms)
+        Duration::from_millis(self.world.device.spec.poll_ms)
     }
 
     fn initial_backoff(&self) -> Duration {
@@ -88,22 +86,27 @@ impl DeviceState {
             return;
         }
         let batch = SampleBatch {
-            tenant: self.device.tenant,
-            device: self.device.id,
+            tenant: self.world.device.tenant,
+            device: self.world.device.id,
             samples,
         };
-        fan_out(&self.shared, &self.historian, batch, self.device.protocol());
+        fan_out(
+            &self.shared,
+            &self.historian,
+            batch,
+            self.world.device.protocol(),
+        );
     }
 
     /// Re-emits the device's last values with a Bad quality, so that the cache,
     /// subscribers and history all see the loss.
     fn mark_bad(&mut self, reason: QualityReason) {
-        let bad = bad_samples(&self.shared, self.tags.keys().copied(), reason);
+        let bad = bad_samples(&self.shared, self.world.tags.iter().map(|t| t.id), reason);
         self.emit(bad);
     }
 
     fn set_link(&self, state: LinkState, error: Option<String>) {
-        self.shared.update_status(self.device.id, |s| {
+        self.shared.update_status(self.world.device.id, |s| {
             s.state = state;
             if error.is_some() {
                 s.last_error = error;
@@ -171,7 +174,7 @@ impl DeviceActor {
                 let _ = me.cast(DeviceMsg::Poll);
             }
             Err(e) => {
-                tracing::debug!(device = %st.device.spec.name, error = %e, "connect failed");
+                tracing::debug!(device = %st.world.device.spec.name, error = %e, "connect failed");
                 st.set_link(LinkState::Disconnected, Some(e.to_string()));
                 st.mark_bad(QualityReason::CommLost);
                 let wait = st.reconnect_backoff;
@@ -187,15 +190,15 @@ impl DeviceActor {
         }
         let started = Instant::now();
         let now = Timestamp::now();
-        let mut out = Vec::with_capacity(st.tags.len());
+        let mut out = Vec::with_capacity(st.world.tags.len());
         let result = st.driver.read(now, &mut out).await;
-        let protocol = st.device.protocol();
+        let protocol = st.world.device.protocol();
         metrics::counter!(names::DEVICE_POLLS, "protocol" => protocol).increment(1);
         metrics::histogram!(names::DEVICE_POLL_SECONDS, "protocol" => protocol)
             .record(started.elapsed().as_secs_f64());
         match result {
             Ok(()) => {
-                st.shared.update_status(st.device.id, |s| {
+                st.shared.update_status(st.world.device.id, |s| {
                     s.polls += 1;
                     s.last_poll = Some(now);
                 });
@@ -208,7 +211,7 @@ impl DeviceActor {
                     _ => "device",
                 };
                 metrics::counter!(names::DEVICE_POLL_ERRORS, "protocol" => protocol, "kind" => kind).increment(1);
-                st.shared.update_status(st.device.id, |s| {
+                st.shared.update_status(st.world.device.id, |s| {
                     s.poll_errors += 1;
                     s.last_error = Some(e.to_string());
                 });
@@ -226,7 +229,7 @@ impl DeviceActor {
     }
 
     fn schedule_next(me: &ActorRef<DeviceMsg>, st: &mut DeviceState) {
-        if st.device.spec.poll_ms == 0 {
+        if st.world.device.spec.poll_ms == 0 {
             let _ = me.cast(DeviceMsg::Poll);
             return;
         }
@@ -250,11 +253,11 @@ impl Actor for DeviceActor {
         _me: ActorRef<DeviceMsg>,
         args: DeviceArgs,
     ) -> Result<DeviceState, ActorProcessingErr> {
-        let mut driver = drivers::build(&args.device.spec.driver);
-        let plan = driver.plan(&args.tags);
+        let mut driver = drivers::build(&args.world.device.spec.driver);
+        let plan = driver.plan(&args.world.tags);
         let planned = plan.is_ok();
         let requests = plan.as_ref().map_or(0, |p| p.requests_per_cycle);
-        args.shared.update_status(args.device.id, |s| {
+        args.shared.update_status(args.world.device.id, |s| {
             s.requests_per_cycle = requests;
             if let Err(e) = &plan {
                 s.state = LinkState::Disconnected;
@@ -262,17 +265,17 @@ impl Actor for DeviceActor {
             }
         });
         if let Err(e) = plan {
-            tracing::error!(device = %args.device.spec.name, error = %e, "read plan refused; device not polled until its configuration is fixed");
+            tracing::error!(device = %args.world.device.spec.name, error = %e, "read plan refused; device not polled until its configuration is fixed");
         }
         let deadband = args
+            .world
             .tags
             .iter()
             .filter(|t| t.spec.deadband > 0.0)
             .map(|t| (t.id, (t.spec.deadband, None)))
             .collect();
         let mut st = DeviceState {
-            tags: args.tags.into_iter().map(|t| (t.id, t)).collect(),
-            device: args.device,
+            world: args.world,
             driver,
             shared: args.shared,
             historian: args.historian,
@@ -302,11 +305,13 @@ impl Actor for DeviceActor {
         st: &mut DeviceState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            DeviceMsg::Connect => Self::connect(&me, st).await,
-            DeviceMsg::Poll => Self::poll(&me, st).await,
+            // Boxed: the actor's resident task stays small (it would otherwise carry
+            // the largest of these futures inline for every idle device).
+            DeviceMsg::Connect => Box::pin(Self::connect(&me, st)).await,
+            DeviceMsg::Poll => Box::pin(Self::poll(&me, st)).await,
             DeviceMsg::Pushed(samples) => st.emit(samples),
             DeviceMsg::Write { tag, value, reply } => {
-                let result = match st.tags.get(&tag) {
+                let result = match st.world.tags.iter().find(|t| t.id == tag) {
                     None => Err(drivers::Error::Config(format!(
                         "tag {tag} is not on this device"
                     ))),

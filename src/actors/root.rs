@@ -19,7 +19,7 @@ use crate::storage::Store;
 /// One tenant as loaded from the store.
 pub struct TenantWorld {
     pub shared: Arc<TenantShared>,
-    pub devices: Vec<DeviceWorld>,
+    pub devices: Vec<Arc<DeviceWorld>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

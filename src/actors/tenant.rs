@@ -51,7 +51,7 @@ pub enum TenantMsg {
 pub struct TenantArgs {
     pub shared: Arc<TenantShared>,
     pub alert_stats: Arc<AlertStats>,
-    pub devices: Vec<DeviceWorld>,
+    pub devices: Vec<Arc<DeviceWorld>>,
     pub historian: Arc<HistorianHandle>,
     pub runtime: Arc<Runtime>,
     pub policy: RestartPolicy,
@@ -111,8 +111,7 @@ impl TenantActor {
                     return Ok(());
                 };
                 let args = DeviceArgs {
-                    device: world.device.clone(),
-                    tags: world.tags.clone(),
+                    world: world.clone(),
                     shared: shared.clone(),
                     historian: st.args.historian.clone(),
                 };

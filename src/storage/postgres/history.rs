@@ -1,7 +1,6 @@
-//! Samples in PostgreSQL: `UNNEST` bulk inserts (one bind per column, so no bind
-//! limit), raw history and epoch-aligned buckets.
+//! Samples in PostgreSQL: binary `COPY` bulk inserts, raw history and epoch-aligned
+//! buckets.
 
-use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
@@ -9,78 +8,85 @@ use crate::domain::{Sample, TagId, TenantId, Timestamp, Value};
 use crate::storage::rows::{SampleColumns, invalid};
 use crate::storage::{Bucket, Result, StoredSample, encode_code};
 
-/// Rows per `INSERT … UNNEST` statement: bounds the size of one message.
+/// Rows per `COPY` message: bounds the size of one buffer (~60 bytes a row).
 const CHUNK_ROWS: usize = 50_000;
 
-const INSERT_SQL: &str = "INSERT INTO samples \
+const COPY_SQL: &str = "COPY samples \
     (tenant_id, tag_id, ts, server_ts, value_num, value_int, value_text, code) \
-    SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::timestamptz[], $4::timestamptz[], \
-    $5::float8[], $6::int8[], $7::text[], $8::int4[])";
+    FROM STDIN (FORMAT binary)";
 
-/// One chunk of samples, column by column; reused from chunk to chunk.
-#[derive(Default)]
-struct Columns<'a> {
-    tenant: Vec<i64>,
-    tag: Vec<i64>,
-    ts: Vec<DateTime<Utc>>,
-    server_ts: Vec<DateTime<Utc>>,
-    num: Vec<Option<f64>>,
-    int: Vec<Option<i64>>,
-    text: Vec<Option<&'a str>>,
-    code: Vec<i32>,
-}
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01 UTC).
+const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
 
-impl<'a> Columns<'a> {
-    fn fill(&mut self, chunk: &'a [StoredSample]) {
-        self.tenant.clear();
-        self.tag.clear();
-        self.ts.clear();
-        self.server_ts.clear();
-        self.num.clear();
-        self.int.clear();
-        self.text.clear();
-        self.code.clear();
-        for s in chunk {
-            let sample = &s.sample;
-            self.tenant.push(s.tenant.0);
-            self.tag.push(sample.tag.0);
-            self.ts.push(sample.source_time.to_datetime());
-            self.server_ts.push(sample.server_time.to_datetime());
-            let (num, int, text) = match &sample.value {
-                Value::Bool(b) => (None, Some(i64::from(*b)), None),
-                Value::I64(i) => (None, Some(*i), None),
-                Value::F64(f) => (Some(*f), None, None),
-                Value::Str(t) => (None, None, Some(&**t)),
-            };
-            self.num.push(num);
-            self.int.push(int);
-            self.text.push(text);
-            self.code.push(encode_code(&sample.value, sample.quality));
+/// Encodes samples in PostgreSQL's binary COPY format (header, tuples, trailer).
+fn encode_copy(samples: &[&StoredSample]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19 + samples.len() * 72 + 2);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes()); // flags
+    out.extend_from_slice(&0i32.to_be_bytes()); // header extension
+    let field = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    };
+    const NULL: [u8; 4] = (-1i32).to_be_bytes();
+    for s in samples {
+        let sample = &s.sample;
+        out.extend_from_slice(&8i16.to_be_bytes());
+        field(&mut out, &s.tenant.0.to_be_bytes());
+        field(&mut out, &sample.tag.0.to_be_bytes());
+        field(
+            &mut out,
+            &(sample.source_time.0 - PG_EPOCH_OFFSET_US).to_be_bytes(),
+        );
+        field(
+            &mut out,
+            &(sample.server_time.0 - PG_EPOCH_OFFSET_US).to_be_bytes(),
+        );
+        match &sample.value {
+            Value::F64(f) => {
+                field(&mut out, &f.to_be_bytes());
+                out.extend_from_slice(&NULL);
+                out.extend_from_slice(&NULL);
+            }
+            Value::Bool(_) | Value::I64(_) => {
+                let i = match sample.value {
+                    Value::Bool(b) => i64::from(b),
+                    Value::I64(i) => i,
+                    _ => 0,
+                };
+                out.extend_from_slice(&NULL);
+                field(&mut out, &i.to_be_bytes());
+                out.extend_from_slice(&NULL);
+            }
+            Value::Str(t) => {
+                out.extend_from_slice(&NULL);
+                out.extend_from_slice(&NULL);
+                field(&mut out, t.as_bytes());
+            }
         }
+        field(
+            &mut out,
+            &encode_code(&sample.value, sample.quality).to_be_bytes(),
+        );
     }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
 }
 
+/// Binary `COPY` in one transaction, rows sorted in index order (tenant, tag, time) so
+/// that the index is walked in sequence rather than at random.
 pub(super) async fn insert_samples(pool: &PgPool, samples: &[StoredSample]) -> Result<u64> {
     if samples.is_empty() {
         return Ok(0);
     }
+    let mut order: Vec<&StoredSample> = samples.iter().collect();
+    order.sort_unstable_by_key(|s| (s.tenant.0, s.sample.tag.0, s.sample.source_time.0));
     let mut tx = pool.begin().await?;
-    let mut columns = Columns::default();
     let mut written = 0;
-    for chunk in samples.chunks(CHUNK_ROWS) {
-        columns.fill(chunk);
-        written += sqlx::query(INSERT_SQL)
-            .bind(&columns.tenant)
-            .bind(&columns.tag)
-            .bind(&columns.ts)
-            .bind(&columns.server_ts)
-            .bind(&columns.num)
-            .bind(&columns.int)
-            .bind(&columns.text)
-            .bind(&columns.code)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+    for chunk in order.chunks(CHUNK_ROWS) {
+        let mut copy = tx.copy_in_raw(COPY_SQL).await?;
+        copy.send(encode_copy(chunk)).await?;
+        written += copy.finish().await?;
     }
     tx.commit().await?;
     Ok(written)
