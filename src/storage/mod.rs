@@ -163,7 +163,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Bulk insert, in one transaction. Returns the number of rows written.
     /// SQLite: prepared multi-row inserts chunked under the bind limit;
-    /// PostgreSQL: `UNNEST` arrays.
+    /// PostgreSQL: binary `COPY`. Both write rows in index order (tenant, tag, time).
     async fn insert_samples(&self, samples: &[StoredSample]) -> Result<u64>;
 
     /// Raw samples of the tenant's tags in `[from, to)`, ordered by tag then time,

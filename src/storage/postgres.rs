@@ -1,4 +1,4 @@
-//! PostgreSQL backend: a lazy pool, `UNNEST` bulk inserts, and samples partitioned by
+//! PostgreSQL backend: a lazy pool, binary `COPY` bulk inserts, and samples partitioned by
 //! day, with partitions created ahead of time by [`Store::maintain`].
 
 mod history;
