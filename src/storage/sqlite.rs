@@ -50,7 +50,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
-            .pragma("cache_size", "-262144");
+            // 64 MiB of page cache per connection (SQLite's default is 2 MiB): the
+            // per-tag index of a busy history table outgrows a small cache quickly.
+            .pragma("cache_size", "-65536");
         let pool = SqlitePoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
         let pool = if is_in_memory(url) {
             // The database lives as long as its one connection: never close it.
