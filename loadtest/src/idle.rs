@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use ractor::Actor;
 use thermacore::actors::Runtime;
-use thermacore::actors::alerts::AlertStats;
 use thermacore::actors::historian::HistorianHandle;
 use thermacore::actors::shared::LinkState;
 use thermacore::actors::supervision::RestartPolicy;
@@ -29,7 +28,6 @@ pub async fn run(devices: usize) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let args = TenantArgs {
         shared: shared.clone(),
-        alert_stats: Arc::new(AlertStats::new("idle".into())),
         devices: worlds,
         historian,
         runtime,

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use ractor::Actor;
 use thermacore::actors::Runtime;
-use thermacore::actors::alerts::AlertStats;
 use thermacore::actors::historian::HistorianHandle;
 use thermacore::actors::supervision::RestartPolicy;
 use thermacore::actors::tenant::{TenantActor, TenantArgs};
@@ -50,7 +49,6 @@ pub async fn run(
         .collect();
     let args = TenantArgs {
         shared: shared.clone(),
-        alert_stats: Arc::new(AlertStats::new("bench".into())),
         devices: worlds,
         historian,
         runtime,

@@ -2,12 +2,10 @@
 //! restarts them with the shared policy. When the root itself gives up, the server
 //! stops (see `app`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use super::alerts::AlertStats;
 use super::historian::{HistorianActor, HistorianArgs};
 use super::shared::{Runtime, TenantShared};
 use super::supervision::{Children, Decision, RestartPolicy};
@@ -54,7 +52,6 @@ pub struct RootArgs {
 
 pub struct RootState {
     args: RootArgs,
-    alert_stats: HashMap<TenantId, Arc<AlertStats>>,
     children: Children<RootChild>,
 }
 
@@ -88,14 +85,8 @@ impl RootActor {
                 let Some(world) = st.args.tenants.iter().find(|t| t.shared.tenant.id == tid) else {
                     return Ok(());
                 };
-                let alert_stats = st
-                    .alert_stats
-                    .entry(tid)
-                    .or_insert_with(|| Arc::new(AlertStats::new(world.shared.tenant.name.clone())))
-                    .clone();
                 let args = TenantArgs {
                     shared: world.shared.clone(),
-                    alert_stats,
                     devices: world.devices.clone(),
                     historian: st.args.runtime.historian.clone(),
                     runtime: st.args.runtime.clone(),
@@ -153,7 +144,6 @@ impl Actor for RootActor {
         }
         Ok(RootState {
             args,
-            alert_stats: HashMap::new(),
             children: Children::default(),
         })
     }

@@ -88,23 +88,10 @@ impl<K: Clone + Eq + std::hash::Hash> Children<K> {
         self.by_actor.insert(actor, key);
     }
 
-    /// Forgets a child that exits on purpose, so its exit is not taken as a failure.
-    pub fn forget(&mut self, key: &K) {
-        self.by_actor.retain(|_, k| k != key);
-    }
-
     /// The key of an exited child, removed from the live set; `None` if unknown (a
     /// child stopped on purpose).
     pub fn exited(&mut self, actor: ractor::ActorId) -> Option<K> {
         self.by_actor.remove(&actor)
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_actor.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_actor.is_empty()
     }
 
     /// The child an exit event is about, with the reason; `None` for other events and

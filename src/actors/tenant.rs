@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use super::alerts::{AlertStats, AlertStreamActor};
+use super::alerts::AlertStreamActor;
 use super::cache::{CacheActor, TagRegistration};
 use super::device::{DeviceActor, DeviceArgs, bad_samples, fan_out};
 use super::historian::HistorianHandle;
@@ -50,7 +50,6 @@ pub enum TenantMsg {
 
 pub struct TenantArgs {
     pub shared: Arc<TenantShared>,
-    pub alert_stats: Arc<AlertStats>,
     pub devices: Vec<Arc<DeviceWorld>>,
     pub historian: Arc<HistorianHandle>,
     pub runtime: Arc<Runtime>,
@@ -101,7 +100,7 @@ impl TenantActor {
             }
             TenantChild::AlertStream => {
                 let (a, _) =
-                    Actor::spawn_linked(name, AlertStreamActor, st.args.alert_stats.clone(), sup)
+                    Actor::spawn_linked(name, AlertStreamActor, shared.tenant.name.clone(), sup)
                         .await?;
                 shared.alerts_actor.set(Some(a.clone()));
                 a.get_id()
