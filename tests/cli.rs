@@ -75,67 +75,38 @@ fn migrate_and_user_add_work_on_a_config_file() {
         dir.path().join("data.db").exists(),
         "the SQLite file lives next to the config"
     );
-    let add = [
-        "user",
-        "add",
-        "--config",
-        c,
-        "--tenant",
-        "acme",
-        "--username",
-        "ann",
-        "--role",
-        "operator",
-    ];
-    let o = thermacore(
-        &add,
-        &[("THERMACORE_USER_PASSWORD", "long enough password")],
-    );
+    let user_add = |tenant: &str, username: &str, role: &str| {
+        thermacore(
+            &[
+                "user",
+                "add",
+                "--config",
+                c,
+                "--tenant",
+                tenant,
+                "--username",
+                username,
+                "--role",
+                role,
+            ],
+            &[("THERMACORE_USER_PASSWORD", "long enough password")],
+        )
+    };
+    let o = user_add("acme", "ann", "operator");
     assert!(o.status.success(), "{}", text(&o));
-    let o = thermacore(
-        &add,
-        &[("THERMACORE_USER_PASSWORD", "long enough password")],
-    );
+    let o = user_add("acme", "ann", "operator");
     assert!(
         !o.status.success() && text(&o).contains("already exists"),
         "{}",
         text(&o)
     );
-    let o = thermacore(
-        &[
-            "user",
-            "add",
-            "--config",
-            c,
-            "--tenant",
-            "nope",
-            "--username",
-            "x",
-            "--role",
-            "viewer",
-        ],
-        &[("THERMACORE_USER_PASSWORD", "long enough password")],
-    );
+    let o = user_add("nope", "x", "viewer");
     assert!(
         !o.status.success() && text(&o).contains("no tenant named `nope`"),
         "{}",
         text(&o)
     );
-    let o = thermacore(
-        &[
-            "user",
-            "add",
-            "--config",
-            c,
-            "--tenant",
-            "acme",
-            "--username",
-            "x",
-            "--role",
-            "root",
-        ],
-        &[],
-    );
+    let o = user_add("acme", "x", "root");
     assert!(
         !o.status.success() && text(&o).contains("unknown role"),
         "{}",

@@ -62,16 +62,15 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         ..HistorianConfig::default()
     }));
     let runtime = Arc::new(Runtime::new(historian.clone()));
-    let prefix = format!("bench{}", std::process::id());
-    // A graceful stop stops the devices first, then waits for the historian to write
-    // everything it holds (at most shutdown_flush_secs).
     let args = RootArgs {
         runtime,
         store: store.clone(),
         tenants: worlds,
         policy: (&SupervisionConfig::default()).into(),
         cache: CacheConfig::default(),
-        name_prefix: prefix,
+        name_prefix: format!("bench{}", std::process::id()),
+        // The stop below stops the devices first, then waits for the historian to
+        // write everything it holds: the rows are counted after that.
         shutdown_flush_secs: 600,
     };
     let (root, handle) = Actor::spawn(None, RootActor, args).await?;

@@ -47,13 +47,14 @@ pub struct HistorianStats {
 pub struct HistorianHandle {
     config: HistorianConfig,
     queue: Mutex<Queue>,
-    /// Samples taken from the queue whose write has not succeeded yet.
-    in_flight: Mutex<Option<Vec<StoredSample>>>,
+    /// The chunk of a failed write, written again before anything else.
+    retry: Mutex<Option<Vec<StoredSample>>>,
     pub(crate) actor: Slot<HistorianMsg>,
     flush_requested: AtomicBool,
     submitted: AtomicU64,
-    /// Samples of the write in progress (neither queued nor kept for retry).
-    writing: AtomicU64,
+    /// Samples taken from the queue whose write has not succeeded yet (being written,
+    /// or waiting in `retry`).
+    unfinished: AtomicU64,
     written: AtomicU64,
     dropped: AtomicU64,
     failed_writes: AtomicU64,
@@ -64,11 +65,11 @@ impl HistorianHandle {
         HistorianHandle {
             config,
             queue: Mutex::new(Queue::default()),
-            in_flight: Mutex::new(None),
+            retry: Mutex::new(None),
             actor: Slot::new("historian"),
             flush_requested: AtomicBool::new(false),
             submitted: AtomicU64::new(0),
-            writing: AtomicU64::new(0),
+            unfinished: AtomicU64::new(0),
             written: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             failed_writes: AtomicU64::new(0),
@@ -112,10 +113,9 @@ impl HistorianHandle {
 
     pub fn stats(&self) -> HistorianStats {
         let queued = lock(&self.queue).samples as u64;
-        let in_flight = lock(&self.in_flight).as_ref().map_or(0, |v| v.len() as u64);
         HistorianStats {
             submitted: self.submitted.load(Ordering::Relaxed),
-            buffered: queued + in_flight + self.writing.load(Ordering::Relaxed),
+            buffered: queued + self.unfinished.load(Ordering::Relaxed),
             written: self.written.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             failed_writes: self.failed_writes.load(Ordering::Relaxed),
@@ -130,11 +130,11 @@ impl HistorianHandle {
         metrics::gauge!(names::HISTORIAN_BUFFERED).set(self.stats().buffered as f64);
     }
 
-    /// Takes the next chunk to write: the unfinished one first, else up to about
-    /// `batch_size` samples from the queue, if `all` or a full batch is pending or the
+    /// Takes the next chunk to write: the failed one first, else about `batch_size`
+    /// samples from the queue (up to 16 batches when behind), if `all` or a full batch is pending or the
     /// oldest sample has waited `flush_interval`.
     fn next_chunk(&self, all: bool) -> Option<Vec<StoredSample>> {
-        if let Some(chunk) = lock(&self.in_flight).take() {
+        if let Some(chunk) = lock(&self.retry).take() {
             return Some(chunk);
         }
         let mut q = lock(&self.queue);
@@ -166,11 +166,13 @@ impl HistorianHandle {
         } else {
             None
         };
+        // Under the queue's lock, so that `stats` never misses these samples.
+        self.unfinished.store(chunk.len() as u64, Ordering::Relaxed);
         Some(chunk)
     }
 
     fn keep_for_retry(&self, chunk: Vec<StoredSample>) {
-        *lock(&self.in_flight) = Some(chunk);
+        *lock(&self.retry) = Some(chunk);
     }
 }
 
@@ -204,22 +206,15 @@ impl HistorianActor {
         }
         while let Some(chunk) = state.handle.next_chunk(all) {
             let started = Instant::now();
-            state
-                .handle
-                .writing
-                .store(chunk.len() as u64, Ordering::Relaxed);
-            let result = state.store.insert_samples(&chunk).await;
-            // Counted again (written or kept for retry) before it stops counting as writing.
-            let writing_done = || state.handle.writing.store(0, Ordering::Relaxed);
-            match result {
+            match state.store.insert_samples(&chunk).await {
                 Ok(_) => {
                     let n = chunk.len() as u64;
                     state.handle.written.fetch_add(n, Ordering::Relaxed);
+                    state.handle.unfinished.store(0, Ordering::Relaxed);
                     metrics::counter!(names::HISTORIAN_WRITTEN).increment(n);
                     metrics::histogram!(names::HISTORIAN_WRITE_SECONDS)
                         .record(started.elapsed().as_secs_f64());
                     metrics::gauge!(names::STORE_UP).set(1.0);
-                    writing_done();
                     state.retry_at = None;
                     state.backoff = Duration::from_millis(state.handle.config.retry_initial_ms);
                 }
@@ -229,7 +224,6 @@ impl HistorianActor {
                     metrics::gauge!(names::STORE_UP).set(0.0);
                     tracing::warn!(error = %e, samples = chunk.len(), retry_in_ms = state.backoff.as_millis() as u64, "historian write failed; keeping the samples and retrying");
                     state.handle.keep_for_retry(chunk);
-                    writing_done();
                     state.retry_at = Some(Instant::now() + state.backoff);
                     let max = Duration::from_millis(state.handle.config.retry_max_ms);
                     state.backoff = (state.backoff * 2).min(max);

@@ -91,6 +91,15 @@ pub struct StoredSample {
     pub sample: Sample,
 }
 
+/// The samples in the order of the history index (tenant, tag, time). Both backends
+/// insert in this order: the index's leaves are then walked once and in sequence
+/// instead of at random, several times faster once the index outgrows the cache.
+pub(crate) fn in_index_order(samples: &[StoredSample]) -> Vec<&StoredSample> {
+    let mut order: Vec<&StoredSample> = samples.iter().collect();
+    order.sort_unstable_by_key(|s| (s.tenant.0, s.sample.tag.0, s.sample.source_time.0));
+    order
+}
+
 /// One aggregation bucket of a tag's numeric history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bucket {

@@ -6,7 +6,7 @@ use sqlx::{PgPool, Row};
 
 use crate::domain::{Sample, TagId, TenantId, Timestamp, Value};
 use crate::storage::rows::{SampleColumns, invalid};
-use crate::storage::{Bucket, Result, StoredSample, encode_code};
+use crate::storage::{Bucket, Result, StoredSample, encode_code, in_index_order};
 
 /// Rows per `COPY` message: bounds the size of one buffer (~60 bytes a row).
 const CHUNK_ROWS: usize = 50_000;
@@ -24,49 +24,39 @@ fn encode_copy(samples: &[&StoredSample]) -> Vec<u8> {
     out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
     out.extend_from_slice(&0i32.to_be_bytes()); // flags
     out.extend_from_slice(&0i32.to_be_bytes()); // header extension
-    let field = |out: &mut Vec<u8>, bytes: &[u8]| {
-        out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
-        out.extend_from_slice(bytes);
+    // A field is its length and bytes; NULL is the length -1 alone.
+    let field = |out: &mut Vec<u8>, bytes: Option<&[u8]>| match bytes {
+        Some(b) => {
+            out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+            out.extend_from_slice(b);
+        }
+        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
     };
-    const NULL: [u8; 4] = (-1i32).to_be_bytes();
     for s in samples {
         let sample = &s.sample;
+        let (num, int, text) = match &sample.value {
+            Value::F64(f) => (Some(*f), None, None),
+            Value::Bool(b) => (None, Some(i64::from(*b)), None),
+            Value::I64(i) => (None, Some(*i), None),
+            Value::Str(t) => (None, None, Some(t.as_bytes())),
+        };
         out.extend_from_slice(&8i16.to_be_bytes());
-        field(&mut out, &s.tenant.0.to_be_bytes());
-        field(&mut out, &sample.tag.0.to_be_bytes());
+        field(&mut out, Some(&s.tenant.0.to_be_bytes()));
+        field(&mut out, Some(&sample.tag.0.to_be_bytes()));
         field(
             &mut out,
-            &(sample.source_time.0 - PG_EPOCH_OFFSET_US).to_be_bytes(),
+            Some(&(sample.source_time.0 - PG_EPOCH_OFFSET_US).to_be_bytes()),
         );
         field(
             &mut out,
-            &(sample.server_time.0 - PG_EPOCH_OFFSET_US).to_be_bytes(),
+            Some(&(sample.server_time.0 - PG_EPOCH_OFFSET_US).to_be_bytes()),
         );
-        match &sample.value {
-            Value::F64(f) => {
-                field(&mut out, &f.to_be_bytes());
-                out.extend_from_slice(&NULL);
-                out.extend_from_slice(&NULL);
-            }
-            Value::Bool(_) | Value::I64(_) => {
-                let i = match sample.value {
-                    Value::Bool(b) => i64::from(b),
-                    Value::I64(i) => i,
-                    _ => 0,
-                };
-                out.extend_from_slice(&NULL);
-                field(&mut out, &i.to_be_bytes());
-                out.extend_from_slice(&NULL);
-            }
-            Value::Str(t) => {
-                out.extend_from_slice(&NULL);
-                out.extend_from_slice(&NULL);
-                field(&mut out, t.as_bytes());
-            }
-        }
+        field(&mut out, num.map(f64::to_be_bytes).as_ref().map(|b| &b[..]));
+        field(&mut out, int.map(i64::to_be_bytes).as_ref().map(|b| &b[..]));
+        field(&mut out, text);
         field(
             &mut out,
-            &encode_code(&sample.value, sample.quality).to_be_bytes(),
+            Some(&encode_code(&sample.value, sample.quality).to_be_bytes()),
         );
     }
     out.extend_from_slice(&(-1i16).to_be_bytes());
@@ -79,8 +69,7 @@ pub(super) async fn insert_samples(pool: &PgPool, samples: &[StoredSample]) -> R
     if samples.is_empty() {
         return Ok(0);
     }
-    let mut order: Vec<&StoredSample> = samples.iter().collect();
-    order.sort_unstable_by_key(|s| (s.tenant.0, s.sample.tag.0, s.sample.source_time.0));
+    let order = in_index_order(samples);
     let mut tx = pool.begin().await?;
     let mut written = 0;
     for chunk in order.chunks(CHUNK_ROWS) {
