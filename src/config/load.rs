@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::model::Config;
+use super::model::{Config, RunMode};
 
 /// Why a configuration was refused. Every variant names the file or variable, the key,
 /// and where the file has one, the line and column.
@@ -67,12 +67,29 @@ pub fn parse_with_env(
 
     let mut overrides = Vec::new();
     let mut jwt_secret = None;
+    let mut secret_key = None;
+    let mut mode = RunMode::Development;
     for (var, value) in env {
         let Some(rest) = var.strip_prefix("THERMACORE_") else {
             continue;
         };
         if rest == "JWT_SECRET" {
             jwt_secret = Some(value);
+        } else if rest == "SECRET_KEY" {
+            secret_key = Some(value);
+        } else if rest == "ENV" {
+            mode = match value.trim().to_ascii_lowercase().as_str() {
+                "" | "development" | "dev" => RunMode::Development,
+                "production" | "prod" => RunMode::Production,
+                other => {
+                    return Err(ConfigError::Env {
+                        var,
+                        message: format!(
+                            "`{other}` is not a mode: use `development` or `production`"
+                        ),
+                    });
+                }
+            };
         } else if let Some((section, key)) = rest.split_once("__") {
             overrides.push((
                 var.clone(),
@@ -88,6 +105,8 @@ pub fn parse_with_env(
         apply_overrides(text, origin, overrides)?
     };
     config.auth.jwt_secret = jwt_secret.filter(|s| !s.is_empty());
+    config.secret_key = secret_key.filter(|s| !s.is_empty());
+    config.mode = mode;
     validate_settings(&config, origin)?;
     Ok(config)
 }

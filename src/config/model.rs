@@ -22,6 +22,31 @@ pub struct Config {
     pub api: ApiConfig,
     /// Config as code: tenants with their units, devices and tags.
     pub tenants: Vec<TenantConfig>,
+    /// From `THERMACORE_ENV` (`development`, the default, or `production`).
+    #[serde(skip)]
+    pub mode: RunMode,
+    /// From `THERMACORE_SECRET_KEY` only: the key that seals device secrets at rest.
+    #[serde(skip)]
+    pub secret_key: Option<String>,
+}
+
+/// Development (the default) or production: production refuses to start on weak
+/// settings, and development credentials exist only in development.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    #[default]
+    Development,
+    Production,
+}
+
+impl RunMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Development => "development",
+            RunMode::Production => "production",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
