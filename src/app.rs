@@ -13,14 +13,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::actors::historian::HistorianHandle;
-use crate::actors::{
-    DeviceWorld, RootActor, RootArgs, RootMsg, Runtime, TenantShared, TenantWorld,
-};
+use crate::actors::{RootActor, RootArgs, RootMsg, Runtime, TenantWorld};
 use crate::api::auth::{AuthError, AuthKeys};
+use crate::api::gate::Gate;
 use crate::api::graphql::{ApiContext, build_schema};
+use crate::api::limits::Limits;
 use crate::api::{AppState, Core, router};
-use crate::config::Config;
-use crate::domain::{DeviceSpec, TagSpec, Timestamp, UnitSpec};
+use crate::config::{Config, RunMode};
+use crate::domain::{DeviceSpec, QuotaOverrides, QuotaViolation, TagSpec, Timestamp, UnitSpec};
 use crate::storage::{self, Store};
 use crate::telemetry::{metrics_handle, names};
 
@@ -39,15 +39,50 @@ pub enum AppError {
     Io(#[from] std::io::Error),
     #[error("actor tree: {0}")]
     Actors(String),
+    #[error("configuration: {0}")]
+    Apply(#[from] ApplyError),
 }
 
 static INSTANCE: AtomicU64 = AtomicU64::new(0);
 
-/// Creates or updates the configured tenants, units, devices and tags in the store
-/// (by name; nothing is deleted).
-pub async fn apply_config(store: &dyn Store, config: &Config) -> Result<(), storage::Error> {
+/// Why the configured world could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Store(#[from] storage::Error),
+    /// The configuration declares more than the tenant's quotas allow.
+    #[error("tenant `{tenant}`: QUOTA_EXCEEDED: {violation}{what}")]
+    Quota {
+        tenant: String,
+        violation: QuotaViolation,
+        what: String,
+    },
+}
+
+impl ApplyError {
+    /// Whether trying again later can help (the store was unreachable).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ApplyError::Store(storage::Error::Unavailable(_)))
+    }
+}
+
+/// Creates or updates the configured tenants (with their quotas), units, devices and
+/// tags in the store, by name; nothing is deleted. Refuses, before writing any device,
+/// a tenant whose declared devices, tags or poll periods exceed its quotas.
+pub async fn apply_config(store: &dyn Store, config: &Config) -> Result<(), ApplyError> {
     for t in &config.tenants {
         let tenant = store.upsert_tenant(t.name.get_ref()).await?;
+        let mut overrides = store
+            .tenant_record(tenant.id)
+            .await?
+            .map(|r| r.quotas)
+            .unwrap_or_default();
+        if t.quotas != QuotaOverrides::default() {
+            // Declared quotas win over ones set through the API.
+            overrides.merge(&t.quotas);
+            store.set_tenant_quotas(tenant.id, &overrides).await?;
+        }
+        check_quotas(store, t, tenant.id, &overrides.over(&config.quotas)).await?;
         let mut units = HashMap::new();
         for u in &t.units {
             let spec = UnitSpec {
@@ -89,28 +124,59 @@ pub async fn apply_config(store: &dyn Store, config: &Config) -> Result<(), stor
     Ok(())
 }
 
-/// Loads every tenant with its devices and tags.
+/// Refuses a tenant section that would exceed the tenant's quotas.
+async fn check_quotas(
+    store: &dyn Store,
+    t: &crate::config::TenantConfig,
+    tenant: crate::domain::TenantId,
+    quotas: &crate::domain::Quotas,
+) -> Result<(), ApplyError> {
+    let quota = |violation: QuotaViolation, what: String| ApplyError::Quota {
+        tenant: t.name.get_ref().clone(),
+        violation,
+        what,
+    };
+    for d in &t.devices {
+        quotas
+            .check_poll(d.poll_ms)
+            .map_err(|v| quota(v, format!(" (device `{}`)", d.name.get_ref())))?;
+    }
+    let devices = store.devices(tenant).await?;
+    let device_names: HashMap<_, _> = devices
+        .iter()
+        .map(|d| (d.id, d.spec.name.as_str()))
+        .collect();
+    let mut all_devices: std::collections::HashSet<&str> = device_names.values().copied().collect();
+    let existing_tags = store.tags(tenant, None).await?;
+    let mut all_tags: std::collections::HashSet<(String, String)> = existing_tags
+        .iter()
+        .filter_map(|g| {
+            device_names
+                .get(&g.device)
+                .map(|d| (d.to_string(), g.spec.name.clone()))
+        })
+        .collect();
+    for d in &t.devices {
+        all_devices.insert(d.name.get_ref());
+        let declared = d.tags.iter().map(|g| g.name.get_ref().clone());
+        let generated = d.driver.generated_tags().into_iter().map(|g| g.name);
+        for name in declared.chain(generated) {
+            all_tags.insert((d.name.get_ref().clone(), name));
+        }
+    }
+    quotas
+        .check_counts(all_devices.len() as u64, all_tags.len() as u64)
+        .map_err(|v| quota(v, String::new()))
+}
+
+/// Loads every enabled tenant with its devices and tags (a disabled tenant's actors
+/// do not run).
 pub async fn load_world(store: &dyn Store) -> Result<Vec<TenantWorld>, storage::Error> {
     let mut worlds = Vec::new();
-    for tenant in store.tenants().await? {
-        let devices = store.devices(tenant.id).await?;
-        let mut tags_by_device: HashMap<_, Vec<_>> = HashMap::new();
-        for tag in store.tags(tenant.id, None).await? {
-            tags_by_device.entry(tag.device).or_default().push(tag);
+    for record in store.tenant_records().await? {
+        if !record.disabled {
+            worlds.push(TenantWorld::load(store, record.tenant).await?);
         }
-        let devices = devices
-            .into_iter()
-            .map(|device| {
-                Arc::new(DeviceWorld {
-                    tags: tags_by_device.remove(&device.id).unwrap_or_default(),
-                    device,
-                })
-            })
-            .collect();
-        worlds.push(TenantWorld {
-            shared: Arc::new(TenantShared::new(tenant)),
-            devices,
-        });
     }
     Ok(worlds)
 }
@@ -190,24 +256,52 @@ async fn start_core(
 ) {
     let mut wait = Duration::from_millis(config.storage.retry_initial_ms);
     let max = Duration::from_millis(config.storage.retry_max_ms);
-    let worlds = loop {
+    let access_ttl = Duration::from_secs(config.auth.access_token_ttl_secs);
+    let (worlds, gate) = loop {
         let attempt = async {
             store.ping().await?;
             store.migrate().await?;
             apply_config(store.as_ref(), &config).await?;
-            load_world(store.as_ref()).await
+            let gate = Gate::load(store.clone(), config.quotas, access_ttl).await?;
+            Ok::<_, ApplyError>((load_world(store.as_ref()).await?, gate))
         };
         match attempt.await {
             Ok(w) => break w,
-            Err(e) => {
+            Err(e) if e.is_transient() => {
                 metrics::gauge!(names::STORE_UP).set(0.0);
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "store not ready; retrying");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(max);
             }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                let _ = fatal.send(Some(format!("configuration: {e}")));
+                return;
+            }
         }
     };
     metrics::gauge!(names::STORE_UP).set(1.0);
+    if config.mode == RunMode::Production {
+        match store.dev_credentials().await {
+            Ok(users) if users.is_empty() => {}
+            Ok(users) => {
+                let list: Vec<String> = users.iter().map(|(t, u)| format!("{t}/{u}")).collect();
+                let msg = format!(
+                    "production mode: development credentials exist ({}); delete them or reset their passwords with `thermacore user add --update`",
+                    list.join(", ")
+                );
+                tracing::error!("{msg}");
+                let _ = fatal.send(Some(msg));
+                return;
+            }
+            Err(e) => {
+                let _ = fatal.send(Some(format!(
+                    "production mode: cannot check for development credentials: {e}"
+                )));
+                return;
+            }
+        }
+    }
     let historian = Arc::new(HistorianHandle::new(config.historian.clone()));
     let runtime = Arc::new(Runtime::new(historian));
     let prefix = format!("tc{}", INSTANCE.fetch_add(1, Ordering::Relaxed));
@@ -229,21 +323,90 @@ async fn start_core(
         }
     };
     let _ = root_out.send(Some(root.clone()));
+    runtime.root.set(Some(root.clone()));
+    let limits = Arc::new(Limits::new(&config.api, &config.auth));
     let api = Arc::new(ApiContext {
-        store,
+        store: store.clone(),
         runtime,
         auth,
-        config,
+        config: config.clone(),
+        gate: gate.clone(),
+        limits: limits.clone(),
     });
     state.core.store(Some(Arc::new(Core {
         schema: build_schema(api.clone()),
         api,
     })));
     tracing::info!(tenants, "actor tree up; ready");
-    let _ = handle.await;
+    tokio::select! {
+        _ = handle => {},
+        _ = keep_security(gate.clone(), limits, config.auth.revocation_sync_secs) => {},
+        _ = retention(store, gate, config.audit.retention_days, config.storage.maintenance_interval_secs) => {},
+    }
     if !fatal.is_closed() {
         tracing::error!("the root supervisor stopped: restart intensity exceeded; shutting down");
         let _ = fatal.send(Some("root supervisor gave up".into()));
+    }
+}
+
+/// Re-reads the gate's view (changes made by other processes) and forgets idle
+/// rate-limit keys.
+async fn keep_security(gate: Arc<Gate>, limits: Arc<Limits>, every_secs: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(every_secs.max(1)));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = gate.sync().await {
+            tracing::warn!(error = %e, "could not refresh users and sessions from the store");
+        }
+        limits.upkeep();
+    }
+}
+
+/// Deletes what retention says is too old: each tenant's history after its
+/// `history_retention_days`, audit records after `[audit] retention_days`, refresh
+/// tokens a day after they expired. Runs at start and every maintenance interval.
+async fn retention(store: Arc<dyn Store>, gate: Arc<Gate>, audit_days: u32, every_secs: u64) {
+    const DAY_US: i64 = 86_400_000_000;
+    let mut tick = tokio::time::interval(Duration::from_secs(every_secs.max(60)));
+    loop {
+        tick.tick().await;
+        let now = Timestamp::now();
+        for t in gate.tenants() {
+            let days = t.quotas.history_retention_days;
+            if days == 0 {
+                continue;
+            }
+            let before = Timestamp(now.0 - i64::from(days) * DAY_US);
+            match store
+                .delete_history_before(t.record.tenant.id, before)
+                .await
+            {
+                Ok(n) => {
+                    metrics::counter!(names::RETENTION_DELETED, "table" => "samples").increment(n);
+                    if n > 0 {
+                        tracing::info!(tenant = %t.record.tenant.name, deleted = n, days, "history retention");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, tenant = %t.record.tenant.name, "history retention failed")
+                }
+            }
+        }
+        if audit_days > 0 {
+            let before = Timestamp(now.0 - i64::from(audit_days) * DAY_US);
+            match store.purge_audit(before).await {
+                Ok(n) => {
+                    metrics::counter!(names::RETENTION_DELETED, "table" => "audit_log").increment(n)
+                }
+                Err(e) => tracing::warn!(error = %e, "audit retention failed"),
+            }
+        }
+        match store.purge_refresh_tokens(Timestamp(now.0 - DAY_US)).await {
+            Ok(n) => metrics::counter!(names::RETENTION_DELETED, "table" => "refresh_tokens")
+                .increment(n),
+            Err(e) => tracing::warn!(error = %e, "refresh token purge failed"),
+        }
     }
 }
 

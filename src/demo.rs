@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::api::auth::hash_password;
+use crate::api::permissions::SYSTEM_TENANT;
 use crate::config::{Config, parse_str};
 use crate::domain::Role;
 use crate::storage::{self, Store};
@@ -114,31 +115,39 @@ pub fn demo_config(data_dir: &Path) -> Config {
     config
 }
 
-/// The three demo users and their passwords: `THERMACORE_DEMO_PASSWORD` for all, or
-/// a random one each (returned so the caller can print them once).
+/// The demo users and their passwords: admin, operator and viewer of `tenant`, and
+/// the platform administrator `platform` of the `system` tenant (who manages
+/// tenants). `THERMACORE_DEMO_PASSWORD` for all, or a random one each (returned so the
+/// caller can print them once). They are flagged as development credentials, which
+/// production mode refuses to start with.
 pub async fn seed_users(
     store: &dyn Store,
     tenant: &str,
     fixed: Option<&str>,
-) -> Result<Vec<(String, String)>, storage::Error> {
-    let tenant = store.upsert_tenant(tenant).await?;
+) -> Result<Vec<(String, String, String)>, storage::Error> {
+    let demo = store.upsert_tenant(tenant).await?;
+    let system = store.upsert_tenant(SYSTEM_TENANT).await?;
     let mut out = Vec::new();
-    for role in [Role::Admin, Role::Operator, Role::Viewer] {
+    let users = [
+        (&demo, Role::Admin.as_str(), Role::Admin),
+        (&demo, Role::Operator.as_str(), Role::Operator),
+        (&demo, Role::Viewer.as_str(), Role::Viewer),
+        (&system, "platform", Role::Admin),
+    ];
+    for (tenant, username, role) in users {
         let password = fixed.map_or_else(random_password, str::to_string);
         let hash = hash_password(&password).map_err(|e| storage::Error::Corrupt(e.to_string()))?;
-        match store
-            .create_user(tenant.id, role.as_str(), &hash, role)
-            .await
-        {
+        match store.create_user(tenant.id, username, &hash, role).await {
             Ok(_) => {}
             Err(storage::Error::Conflict(_)) => {
                 store
-                    .set_user_password(tenant.id, role.as_str(), &hash, role)
+                    .set_user_password(tenant.id, username, &hash, role)
                     .await?;
             }
             Err(e) => return Err(e),
         }
-        out.push((role.as_str().to_string(), password));
+        store.mark_dev_credential(tenant.id, username).await?;
+        out.push((tenant.name.clone(), username.to_string(), password));
     }
     Ok(out)
 }

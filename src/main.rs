@@ -143,7 +143,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let config = load(&config)?;
-            let password = read_password()?;
+            let password = read_password(config.auth.min_password_len)?;
             let store = open_store(&config).await?;
             let t = store
                 .tenant_by_name(&tenant)
@@ -165,6 +165,28 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                         other => other.into(),
                     })?
             };
+            // The CLI acts outside the API: its changes are audited too.
+            let record = thermacore::domain::AuditRecord {
+                id: 0,
+                at: thermacore::domain::Timestamp::now(),
+                tenant: Some(t.id),
+                tenant_name: Some(t.name.clone()),
+                user: None,
+                username: Some(format!("cli:{}", whoami())),
+                action: if update { "cli.userUpdate" } else { "cli.userAdd" }.into(),
+                resource_type: "user".into(),
+                resource_id: Some(user.id.to_string()),
+                outcome: thermacore::domain::AuditOutcome::Success,
+                reason: None,
+                request_id: None,
+                client_addr: None,
+                summary: serde_json::json!({"username": username, "role": role.as_str(), "password": "***"})
+                    .to_string(),
+            };
+            store
+                .append_audit(&record)
+                .await
+                .context("writing the audit record")?;
             println!(
                 "user `{}` ({}) ready in tenant `{tenant}`",
                 user.username, user.role
@@ -198,7 +220,14 @@ async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn storag
     Ok(store)
 }
 
-fn read_password() -> anyhow::Result<String> {
+/// The operating-system user running the CLI, for its audit records.
+fn whoami() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn read_password(min: usize) -> anyhow::Result<String> {
     if let Ok(p) = std::env::var("THERMACORE_USER_PASSWORD") {
         return Ok(p);
     }
@@ -207,9 +236,9 @@ fn read_password() -> anyhow::Result<String> {
         .read_to_string(&mut s)
         .context("reading the password from standard input")?;
     let p = s.trim_end_matches(['\r', '\n']).to_string();
-    if p.len() < 8 {
+    if p.chars().count() < min {
         bail!(
-            "password must be at least 8 characters (from THERMACORE_USER_PASSWORD or standard input)"
+            "password must be at least {min} characters (from THERMACORE_USER_PASSWORD or standard input)"
         );
     }
     Ok(p)
@@ -224,6 +253,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn run_demo(listen: std::net::SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
+    if std::env::var("THERMACORE_ENV").is_ok_and(|v| v.trim().eq_ignore_ascii_case("production")) {
+        bail!(
+            "the demo creates development credentials and does not run in production mode (unset THERMACORE_ENV)"
+        );
+    }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let mut config = demo::demo_config(data_dir);
@@ -245,14 +279,13 @@ async fn run_demo(listen: std::net::SocketAddr, data_dir: &Path) -> anyhow::Resu
     println!("  WebSocket:  ws://{addr}/graphql/ws   (graphql-transport-ws)");
     println!("  Metrics:    http://{addr}/metrics");
     println!("  Database:   {}", config.storage.url);
-    println!("  Tenant:     demo");
-    for (user, password) in &users {
+    for (tenant, user, password) in &users {
         let shown = if fixed.is_some() {
             "(THERMACORE_DEMO_PASSWORD)"
         } else {
             password.as_str()
         };
-        println!("  User:       {user:<9} password {shown}");
+        println!("  User:       tenant {tenant:<7} {user:<9} password {shown}");
     }
     println!();
     app::run(config, listener, shutdown_signal()).await?;

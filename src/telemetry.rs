@@ -35,6 +35,14 @@ pub mod names {
     pub const HTTP_REQUESTS: &str = "thermacore_http_requests_total";
     pub const GRAPHQL_ERRORS: &str = "thermacore_graphql_errors_total";
     pub const AUTH_FAILURES: &str = "thermacore_auth_failures_total";
+    pub const RATE_LIMITED: &str = "thermacore_rate_limited_total";
+    pub const LOGIN_LOCKOUTS: &str = "thermacore_login_lockouts_total";
+    pub const QUOTA_REFUSALS: &str = "thermacore_quota_refusals_total";
+    pub const AUDIT_RECORDS: &str = "thermacore_audit_records_total";
+    pub const AUDIT_WRITE_FAILURES: &str = "thermacore_audit_write_failures_total";
+    pub const TENANT_USAGE: &str = "thermacore_tenant_usage";
+    pub const TENANT_QUOTA: &str = "thermacore_tenant_quota";
+    pub const RETENTION_DELETED: &str = "thermacore_retention_deleted_total";
 
     /// (name, help) of every metric above, for `describe_*` and the docs.
     pub const ALL: &[(&str, &str)] = &[
@@ -117,6 +125,35 @@ pub mod names {
             "HTTP requests, by path class and status class",
         ),
         (GRAPHQL_ERRORS, "GraphQL errors returned, by code"),
+        (
+            RATE_LIMITED,
+            "Requests refused by a rate limit, by limit (user, tenant, anonymous, login)",
+        ),
+        (
+            LOGIN_LOCKOUTS,
+            "Lockouts started by repeated failed logins (per account or address)",
+        ),
+        (
+            QUOTA_REFUSALS,
+            "Requests refused by a tenant quota, by limit",
+        ),
+        (AUDIT_RECORDS, "Audit records written, by outcome"),
+        (
+            AUDIT_WRITE_FAILURES,
+            "Audit records that could not be written (the store refused)",
+        ),
+        (
+            TENANT_USAGE,
+            "What a tenant uses, by tenant and resource (devices, tags, subscriptions)",
+        ),
+        (
+            TENANT_QUOTA,
+            "A tenant's quota, by tenant and limit (0 = unlimited)",
+        ),
+        (
+            RETENTION_DELETED,
+            "Rows deleted by retention, by table (samples, audit_log, refresh_tokens)",
+        ),
         (
             AUTH_FAILURES,
             "Failed logins and rejected tokens, by reason",

@@ -237,7 +237,7 @@ async fn latest_history_and_buckets() {
             json!({"i": [tags["temp"]], "f": to.to_rfc3339(), "t": from.to_rfc3339()}),
         )
         .await;
-    assert_eq!(code(&r), "BAD_REQUEST");
+    assert_eq!(code(&r), "BAD_USER_INPUT");
     let r = s
         .gql(
             Some(&token),
@@ -245,7 +245,7 @@ async fn latest_history_and_buckets() {
             json!({"i": [tags["temp"]], "f": from.to_rfc3339(), "t": to.to_rfc3339(), "b": 0}),
         )
         .await;
-    assert_eq!(code(&r), "BAD_REQUEST");
+    assert_eq!(code(&r), "BAD_USER_INPUT");
 }
 
 #[tokio::test]
@@ -337,9 +337,9 @@ async fn request_ids_health_metrics_and_limits() {
     );
     let nested = "{__schema{types{fields{type{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{ofType{name}}}}}}}}}}}}}}";
     let r = s.gql(Some(&token), nested, json!({})).await;
-    assert_eq!(code(&r), "BAD_REQUEST", "{r}");
+    assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
     let r = s.gql(Some(&token), "{ units { ", json!({})).await;
-    assert_eq!(code(&r), "BAD_REQUEST", "{r}");
+    assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
     let r = s
         .gql(
             Some(&token),

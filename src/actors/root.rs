@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use super::historian::{HistorianActor, HistorianArgs};
 use super::shared::{Runtime, TenantShared};
@@ -18,6 +18,34 @@ use crate::storage::Store;
 pub struct TenantWorld {
     pub shared: Arc<TenantShared>,
     pub devices: Vec<Arc<DeviceWorld>>,
+}
+
+impl TenantWorld {
+    /// Loads a tenant's devices and tags.
+    pub async fn load(
+        store: &dyn Store,
+        tenant: crate::domain::Tenant,
+    ) -> Result<Self, crate::storage::Error> {
+        let devices = store.devices(tenant.id).await?;
+        let mut tags_by_device: std::collections::HashMap<_, Vec<_>> =
+            std::collections::HashMap::new();
+        for tag in store.tags(tenant.id, None).await? {
+            tags_by_device.entry(tag.device).or_default().push(tag);
+        }
+        let devices = devices
+            .into_iter()
+            .map(|device| {
+                Arc::new(DeviceWorld {
+                    tags: tags_by_device.remove(&device.id).unwrap_or_default(),
+                    device,
+                })
+            })
+            .collect();
+        Ok(TenantWorld {
+            shared: Arc::new(TenantShared::new(tenant)),
+            devices,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,6 +65,10 @@ impl RootChild {
 
 pub enum RootMsg {
     Restart(RootChild),
+    /// Start the actors of a tenant created at run time.
+    AddTenant(TenantWorld, RpcReplyPort<()>),
+    /// Stop a tenant's actors (disabled or deleted); replies whether it was running.
+    RemoveTenant(TenantId, RpcReplyPort<bool>),
 }
 
 pub struct RootArgs {
@@ -169,9 +201,54 @@ impl Actor for RootActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RootMsg::Restart(child) => {
+                if let RootChild::Tenant(id) = child {
+                    if !st.args.tenants.iter().any(|t| t.shared.tenant.id == id) {
+                        return Ok(()); // removed while waiting for its restart
+                    }
+                }
                 if let Err(e) = Self::spawn(&me, st, child).await {
                     Self::failed(&me, st, child, &format!("restart failed: {e}"))?;
                 }
+            }
+            RootMsg::AddTenant(world, reply) => {
+                let id = world.shared.tenant.id;
+                if st.children.contains(&RootChild::Tenant(id)) {
+                    let _ = reply.send(());
+                    return Ok(());
+                }
+                st.args.runtime.tenants.insert(id, world.shared.clone());
+                st.args.tenants.retain(|t| t.shared.tenant.id != id);
+                st.args.tenants.push(world);
+                if let Err(e) = Self::spawn(&me, st, RootChild::Tenant(id)).await {
+                    Self::failed(
+                        &me,
+                        st,
+                        RootChild::Tenant(id),
+                        &format!("start failed: {e}"),
+                    )?;
+                }
+                let _ = reply.send(());
+            }
+            RootMsg::RemoveTenant(id, reply) => {
+                st.args.tenants.retain(|t| t.shared.tenant.id != id);
+                st.args.runtime.tenants.remove(&id);
+                let running = match st.children.take(&RootChild::Tenant(id)) {
+                    Some(actor) => {
+                        if let Some(cell) =
+                            me.get_children().into_iter().find(|c| c.get_id() == actor)
+                        {
+                            let _ = cell
+                                .stop_and_wait(
+                                    Some("tenant removed".into()),
+                                    Some(std::time::Duration::from_secs(10)),
+                                )
+                                .await;
+                        }
+                        true
+                    }
+                    None => false,
+                };
+                let _ = reply.send(running);
             }
         }
         Ok(())

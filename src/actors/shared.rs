@@ -14,8 +14,12 @@ use super::cache::{CacheMsg, CacheView};
 use super::device::DeviceMsg;
 use super::historian::HistorianHandle;
 use super::live::{HubMsg, LiveRegistry};
+use super::root::{RootMsg, TenantWorld};
 use crate::domain::{DeviceId, Tenant, TenantId, Timestamp};
 use crate::telemetry::names;
+
+/// How long a caller waits for the root to start or stop a tenant.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The current `ActorRef` of a restartable actor. Senders load it per message, so a
 /// restart re-points every sender at once.
@@ -128,6 +132,8 @@ pub struct Runtime {
     pub started: Instant,
     pub tenants: DashMap<TenantId, Arc<TenantShared>>,
     pub historian: Arc<HistorianHandle>,
+    /// The root supervisor, for starting and stopping tenants at run time.
+    pub root: Slot<RootMsg>,
     restarts: AtomicU64,
 }
 
@@ -137,8 +143,27 @@ impl Runtime {
             started: Instant::now(),
             tenants: DashMap::new(),
             historian,
+            root: Slot::new("root"),
             restarts: AtomicU64::new(0),
         }
+    }
+
+    /// Starts the actors of a tenant (created, or enabled again).
+    pub async fn start_tenant(&self, world: TenantWorld) -> Result<(), String> {
+        let root = self.root.get().ok_or("the actor tree is not running")?;
+        root.call(|reply| RootMsg::AddTenant(world, reply), Some(CALL_TIMEOUT))
+            .await
+            .map_err(|e| e.to_string())?
+            .success_or_else(|| "the root did not answer".to_string())
+    }
+
+    /// Stops a tenant's actors (disabled or deleted); false when none were running.
+    pub async fn stop_tenant(&self, id: TenantId) -> Result<bool, String> {
+        let root = self.root.get().ok_or("the actor tree is not running")?;
+        root.call(|reply| RootMsg::RemoveTenant(id, reply), Some(CALL_TIMEOUT))
+            .await
+            .map_err(|e| e.to_string())?
+            .success_or_else(|| "the root did not answer".to_string())
     }
 
     pub fn tenant(&self, id: TenantId) -> Option<Arc<TenantShared>> {

@@ -88,6 +88,22 @@ impl<K: Clone + Eq + std::hash::Hash> Children<K> {
         self.by_actor.insert(actor, key);
     }
 
+    /// Whether a child with this key is alive.
+    pub fn contains(&self, key: &K) -> bool {
+        self.by_actor.values().any(|k| k == key)
+    }
+
+    /// Forgets a live child before it is stopped on purpose (its exit is then not a
+    /// failure); returns its actor id.
+    pub fn take(&mut self, key: &K) -> Option<ractor::ActorId> {
+        let id = self
+            .by_actor
+            .iter()
+            .find_map(|(id, k)| (k == key).then_some(*id))?;
+        self.by_actor.remove(&id);
+        Some(id)
+    }
+
     /// The key of an exited child, removed from the live set; `None` if unknown (a
     /// child stopped on purpose).
     pub fn exited(&mut self, actor: ractor::ActorId) -> Option<K> {

@@ -1,7 +1,7 @@
 //! Authentication: argon2id password hashes, HS256 JWT access tokens (issuer, audience,
 //! expiry and algorithm checked), and the [`Session`] a verified token yields.
-//! Refresh tokens, revocation and audit arrive with the security hardening issue;
-//! [`AuthKeys::verify`] is the one seam every request passes through.
+//! Refresh tokens and revocation live in [`super::tokens`] and [`super::gate`];
+//! [`AuthKeys::verify`] is the first check every request passes through.
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -22,6 +22,9 @@ pub enum AuthError {
     InvalidToken(String),
     #[error("token expired")]
     Expired,
+    /// Valid signature, but the user, the tenant or the session no longer allows it.
+    #[error("token revoked")]
+    Revoked,
     #[error("invalid credentials")]
     BadCredentials,
     #[error("JWT secret must be at least {MIN_SECRET_LEN} characters")]
@@ -37,6 +40,7 @@ impl AuthError {
             AuthError::Missing => "missing",
             AuthError::InvalidToken(_) => "invalid_token",
             AuthError::Expired => "expired",
+            AuthError::Revoked => "revoked",
             AuthError::BadCredentials => "bad_credentials",
             AuthError::WeakSecret | AuthError::Hash(_) => "internal",
         }
@@ -59,6 +63,11 @@ pub struct Claims {
     pub nbf: i64,
     pub exp: i64,
     pub jti: String,
+    /// Issued at, in milliseconds (revocation compares at this precision).
+    pub ims: i64,
+    /// The refresh-token family (login session) this token belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fam: Option<String>,
 }
 
 /// Who is calling, from a verified token.
@@ -71,6 +80,9 @@ pub struct Session {
     pub role: Role,
     /// Expiry (seconds since the epoch).
     pub expires_at: i64,
+    /// Issued at (milliseconds since the epoch).
+    pub issued_at_ms: i64,
+    pub family: Option<String>,
 }
 
 /// Signing and verification keys with the validation rules.
@@ -95,6 +107,7 @@ impl AuthKeys {
         validation.set_issuer(&[config.issuer.as_str()]);
         validation.set_audience(&[config.audience.as_str()]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_exp = true;
         Ok(AuthKeys {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
@@ -105,9 +118,16 @@ impl AuthKeys {
         })
     }
 
-    /// Issues an access token; returns it with its lifetime in seconds.
-    pub fn issue(&self, user: &User, tenant_name: &str) -> Result<(String, u64), AuthError> {
-        let now = chrono::Utc::now().timestamp();
+    /// Issues an access token of a login session (`family`); returns it with its
+    /// lifetime in seconds.
+    pub fn issue(
+        &self,
+        user: &User,
+        tenant_name: &str,
+        family: Option<&str>,
+    ) -> Result<(String, u64), AuthError> {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now = now_ms / 1000;
         let claims = Claims {
             sub: user.id.to_string(),
             tid: user.tenant.0,
@@ -120,6 +140,8 @@ impl AuthKeys {
             nbf: now,
             exp: now + self.ttl_secs as i64,
             jti: uuid::Uuid::new_v4().to_string(),
+            ims: now_ms,
+            fam: family.map(str::to_string),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
@@ -146,6 +168,8 @@ impl AuthKeys {
             username: c.usr,
             role: c.role,
             expires_at: c.exp,
+            issued_at_ms: c.ims,
+            family: c.fam,
         })
     }
 

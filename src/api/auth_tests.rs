@@ -10,6 +10,8 @@ fn user() -> User {
         password_hash: String::new(),
         role: Role::Operator,
         disabled: false,
+        tokens_valid_after_ms: 0,
+        dev_credential: false,
     }
 }
 
@@ -20,7 +22,7 @@ fn keys() -> AuthKeys {
 #[test]
 fn tokens_round_trip_into_a_session() {
     let k = keys();
-    let (token, ttl) = k.issue(&user(), "acme").expect("issue");
+    let (token, ttl) = k.issue(&user(), "acme", None).expect("issue");
     assert_eq!(ttl, 900);
     let s = k
         .verify_header(Some(&format!("Bearer {token}")))
@@ -35,7 +37,7 @@ fn tokens_round_trip_into_a_session() {
 #[test]
 fn tampered_foreign_expired_and_unsigned_tokens_are_refused() {
     let k = keys();
-    let (token, _) = k.issue(&user(), "acme").expect("issue");
+    let (token, _) = k.issue(&user(), "acme", None).expect("issue");
     // tampered payload
     let mut parts: Vec<String> = token.split('.').map(String::from).collect();
     parts[1] = parts[1].chars().rev().collect();
@@ -64,7 +66,7 @@ fn tampered_foreign_expired_and_unsigned_tokens_are_refused() {
         ..AuthConfig::default()
     };
     let kk = AuthKeys::new(SECRET, &short).expect("keys");
-    assert!(kk.issue(&user(), "acme").is_ok());
+    assert!(kk.issue(&user(), "acme", None).is_ok());
     let now = chrono::Utc::now().timestamp();
     let expired = Claims {
         sub: "7".into(),
@@ -78,6 +80,8 @@ fn tampered_foreign_expired_and_unsigned_tokens_are_refused() {
         nbf: now - 100,
         exp: now - 60,
         jti: "x".into(),
+        ims: (now - 100) * 1000,
+        fam: None,
     };
     let claims_token = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -86,6 +90,18 @@ fn tampered_foreign_expired_and_unsigned_tokens_are_refused() {
     )
     .expect("enc");
     assert_eq!(k.verify(&claims_token), Err(AuthError::Expired));
+    // not yet valid (nbf a minute ahead, beyond the 5 s leeway)
+    let early = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &Claims {
+            nbf: now + 60,
+            exp: now + 600,
+            ..expired.clone()
+        },
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("enc");
+    assert!(matches!(k.verify(&early), Err(AuthError::InvalidToken(_))));
     // alg none
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -20,6 +20,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("already exists")]
     Conflict,
+    /// A quota of the tenant would be exceeded: names the limit and its value.
+    #[error("quota exceeded: {limit} is {max}")]
+    QuotaExceeded { limit: &'static str, max: u64 },
+    /// Too many requests: try again after the hint.
+    #[error("rate limited: retry in {retry_after_ms} ms")]
+    RateLimited { retry_after_ms: u64 },
     #[error("service unavailable, try again")]
     Unavailable(String),
     #[error("internal error")]
@@ -32,8 +38,9 @@ impl ApiError {
             ApiError::Unauthenticated => "UNAUTHENTICATED",
             ApiError::Forbidden => "FORBIDDEN",
             ApiError::NotFound(_) => "NOT_FOUND",
-            ApiError::BadRequest(_) => "BAD_REQUEST",
-            ApiError::Conflict => "CONFLICT",
+            ApiError::BadRequest(_) | ApiError::Conflict => "BAD_USER_INPUT",
+            ApiError::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
+            ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
         }
@@ -47,13 +54,33 @@ impl ApiError {
         }
     }
 
-    /// Converts into a GraphQL error with `extensions.code`, logging the detail.
+    /// Converts into a GraphQL error with `extensions.code` and `extensions.requestId`
+    /// (plus `retryAfterMs` or `limit`/`max` where they apply), logging the detail.
     pub fn into_graphql(self, request_id: &str) -> async_graphql::Error {
         if let Some(detail) = self.detail() {
             tracing::error!(request_id, code = self.code(), detail, "request failed");
         }
         let code = self.code();
-        async_graphql::Error::new(self.to_string()).extend_with(|_, e| e.set("code", code))
+        let rid = request_id.to_string();
+        let extra = match &self {
+            ApiError::RateLimited { retry_after_ms } => Some(("retryAfterMs", *retry_after_ms)),
+            ApiError::QuotaExceeded { max, .. } => Some(("max", *max)),
+            _ => None,
+        };
+        let limit = match &self {
+            ApiError::QuotaExceeded { limit, .. } => Some(*limit),
+            _ => None,
+        };
+        async_graphql::Error::new(self.to_string()).extend_with(move |_, e| {
+            e.set("code", code);
+            e.set("requestId", rid.clone());
+            if let Some((k, v)) = extra {
+                e.set(k, v);
+            }
+            if let Some(l) = limit {
+                e.set("limit", l);
+            }
+        })
     }
 }
 

@@ -2,9 +2,14 @@
 //! Prometheus metrics, liveness and readiness. Every response carries an
 //! `x-request-id` (the client's, or a new one).
 
+pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod gate;
 pub mod graphql;
+pub mod limits;
+pub mod permissions;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +26,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use auth::{AuthError, Session};
 pub use error::ApiError;
 use graphql::{ApiContext, RequestCtx, ThermaSchema};
 
@@ -43,6 +49,10 @@ pub struct AppState {
 /// The request id of this request (from `x-request-id` or generated).
 #[derive(Clone)]
 pub struct RequestId(pub String);
+
+/// The client's address, for audit records and per-address limits.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub std::net::IpAddr);
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -72,6 +82,13 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         "/readyz" => "/readyz",
         _ => "other",
     };
+    if let Some(axum::extract::ConnectInfo(peer)) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .copied()
+    {
+        req.extensions_mut().insert(ClientAddr(peer.ip()));
+    }
     let mut resp = next.run(req).await;
     let class = match resp.status().as_u16() {
         100..=399 => "ok",
@@ -90,44 +107,99 @@ fn unavailable() -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
-async fn graphiql() -> Html<String> {
+async fn graphiql(State(state): State<AppState>) -> Response {
+    let enabled = state
+        .core
+        .load_full()
+        .is_some_and(|c| graphql::introspection_enabled(&c.api.config));
+    if !enabled {
+        return (
+            StatusCode::NOT_FOUND,
+            "GraphiQL is off (introspection disabled)",
+        )
+            .into_response();
+    }
     Html(
         GraphiQLSource::build()
             .endpoint("/graphql")
             .subscription_endpoint("/graphql/ws")
             .finish(),
     )
+    .into_response()
+}
+
+/// The session of a request: the token verified, then checked against the gate
+/// (user, tenant and login session still valid).
+async fn checked_session(core: &Core, header: Option<&str>) -> Result<Session, AuthError> {
+    let session = core.api.auth.verify_header(header)?;
+    core.api.gate.check(&session).await?;
+    Ok(session)
+}
+
+/// Applies the request-rate limits: per user and per tenant with a valid session, per
+/// client address without one.
+fn rate_limit(
+    core: &Core,
+    session: &Result<Session, AuthError>,
+    client: Option<&str>,
+) -> Result<(), Duration> {
+    match session {
+        Ok(s) => core.api.limits.request(
+            s.user,
+            s.tenant,
+            core.api.gate.quotas(s.tenant).max_requests_per_sec,
+        ),
+        Err(_) => core.api.limits.anonymous(client.unwrap_or("unknown")),
+    }
+}
+
+fn rate_limited(request_id: &str, wait: Duration) -> Response {
+    let ms = wait.as_millis().max(1) as u64;
+    metrics::counter!(names::GRAPHQL_ERRORS, "code" => "RATE_LIMITED").increment(1);
+    let body = serde_json::json!({"errors": [{
+        "message": format!("rate limited: retry in {ms} ms"),
+        "extensions": {"code": "RATE_LIMITED", "retryAfterMs": ms, "requestId": request_id},
+    }]});
+    let secs = ms.div_ceil(1000).to_string();
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 async fn graphql_http(
     State(state): State<AppState>,
     axum::Extension(RequestId(rid)): axum::Extension<RequestId>,
+    client: Option<axum::Extension<ClientAddr>>,
     headers: HeaderMap,
     req: GraphQLRequest,
 ) -> Response {
     let Some(core) = state.core.load_full() else {
         return unavailable();
     };
+    let client = client.map(|c| c.0.0.to_string());
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let session = core.api.auth.verify_header(auth);
-    let req = req.into_inner().data(RequestCtx {
-        request_id: rid,
-        session,
-    });
+    let session = checked_session(&core, auth).await;
+    if let Err(wait) = rate_limit(&core, &session, client.as_deref()) {
+        return rate_limited(&rid, wait);
+    }
+    let req = req
+        .into_inner()
+        .data(RequestCtx::new(rid.clone(), session, client));
     let mut resp = core.schema.execute(req).await;
-    // Parse and validation errors of async-graphql carry no code: give them one.
+    // Parse and validation errors of async-graphql carry no code: give them one, and
+    // every error the request id.
     for e in &mut resp.errors {
-        let has_code = e
-            .extensions
-            .as_ref()
-            .is_some_and(|x| x.get("code").is_some());
-        if !has_code {
-            metrics::counter!(names::GRAPHQL_ERRORS, "code" => "BAD_REQUEST").increment(1);
-            e.extensions
-                .get_or_insert_with(Default::default)
-                .set("code", "BAD_REQUEST");
+        let ext = e.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            metrics::counter!(names::GRAPHQL_ERRORS, "code" => "BAD_USER_INPUT").increment(1);
+            ext.set("code", "BAD_USER_INPUT");
+        }
+        if ext.get("requestId").is_none() {
+            ext.set("requestId", rid.clone());
         }
     }
     GraphQLResponse::from(resp).into_response()
@@ -136,22 +208,47 @@ async fn graphql_http(
 async fn graphql_ws(
     State(state): State<AppState>,
     axum::Extension(RequestId(rid)): axum::Extension<RequestId>,
+    client: Option<axum::Extension<ClientAddr>>,
     protocol: GraphQLProtocol,
     ws: WebSocketUpgrade,
 ) -> Response {
     let Some(core) = state.core.load_full() else {
         return unavailable();
     };
+    let client = client.map(|c| c.0.0.to_string());
     ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve_ws(socket, core, protocol, rid))
+        .on_upgrade(move |socket| serve_ws(socket, core, protocol, rid, client))
         .into_response()
 }
 
-/// Reads `connection_init` first: a missing or bad token closes the socket with 4403
-/// (graphql-ws's "Forbidden"); a good one hands the connection, init message
-/// included, to async-graphql with the caller's session.
-async fn serve_ws(socket: WebSocket, core: Arc<Core>, protocol: GraphQLProtocol, rid: String) {
-    use futures::{SinkExt, StreamExt};
+/// Closes a WebSocket with graphql-ws's "Forbidden" code.
+async fn close_forbidden(
+    sink: &mut futures::stream::SplitSink<WebSocket, WsMessage>,
+    reason: &'static str,
+) {
+    use futures::SinkExt;
+    metrics::counter!(names::AUTH_FAILURES, "reason" => reason).increment(1);
+    let frame = CloseFrame {
+        code: 4403,
+        reason: reason.into(),
+    };
+    let _ = sink.send(WsMessage::Close(Some(frame))).await;
+    let _ = sink.close().await;
+}
+
+/// Reads `connection_init` first: a missing, bad or revoked token closes the socket
+/// with 4403 (graphql-ws's "Forbidden"); a good one hands the connection, init message
+/// included, to async-graphql with the caller's session. While it runs, the session
+/// is re-checked: when the token expires, or the user, tenant or login session is
+/// revoked, the socket is closed with 4403.
+async fn serve_ws(
+    socket: WebSocket,
+    core: Arc<Core>,
+    protocol: GraphQLProtocol,
+    rid: String,
+    client: Option<String>,
+) {
+    use futures::StreamExt;
     let (mut sink, mut stream) = socket.split();
     let first = match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
         Ok(Some(Ok(msg))) => msg,
@@ -167,32 +264,62 @@ async fn serve_ws(socket: WebSocket, core: Arc<Core>, protocol: GraphQLProtocol,
         .and_then(|v| v.as_str());
     let session = match (
         payload["type"].as_str(),
-        core.api.auth.verify_header(header),
+        checked_session(&core, header).await,
     ) {
         (Some("connection_init"), Ok(session)) => session,
         (_, result) => {
             let reason = result.err().map_or("protocol", |e| e.reason());
-            metrics::counter!(names::AUTH_FAILURES, "reason" => reason).increment(1);
-            let frame = CloseFrame {
-                code: 4403,
-                reason: "Forbidden".into(),
-            };
-            let _ = sink.send(WsMessage::Close(Some(frame))).await;
+            close_forbidden(&mut sink, reason).await;
             return;
         }
     };
+    if let Err(wait) = rate_limit(&core, &Ok(session.clone()), client.as_deref()) {
+        tracing::debug!(
+            wait_ms = wait.as_millis() as u64,
+            "websocket refused: rate limited"
+        );
+        close_forbidden(&mut sink, "rate_limited").await;
+        return;
+    }
+    let now = chrono::Utc::now().timestamp();
+    let lifetime = Duration::from_secs(u64::try_from(session.expires_at - now).unwrap_or(0));
+    let (tx, rx) = futures::channel::mpsc::channel::<WsMessage>(64);
     let stream = futures::stream::once(async move { Ok(first) }).chain(stream);
-    GraphQLWebSocket::new_with_pair(sink, stream, core.schema.clone(), protocol)
+    let mut ctx = RequestCtx::new(rid, Ok(session.clone()), client);
+    ctx.connection_subs = Some(Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+    let ctx = Arc::new(std::sync::Mutex::new(Some(ctx)));
+    let serve = GraphQLWebSocket::new_with_pair(tx, stream, core.schema.clone(), protocol)
         .on_connection_init(move |_| async move {
             let mut data = async_graphql::Data::default();
-            data.insert(RequestCtx {
-                request_id: rid,
-                session: Ok(session),
-            });
+            if let Some(ctx) = ctx.lock().ok().and_then(|mut c| c.take()) {
+                data.insert(ctx);
+            }
             Ok(data)
         })
-        .serve()
-        .await;
+        .serve();
+    let gate = core.api.gate.clone();
+    let watch = async {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if gate.check(&session).await.is_err() {
+                return "revoked";
+            }
+        }
+    };
+    let ended = {
+        let run = async {
+            let _ = futures::join!(serve, rx.map(Ok).forward(&mut sink));
+        };
+        tokio::select! {
+            _ = run => None,
+            _ = tokio::time::sleep(lifetime) => Some("expired"),
+            why = watch => Some(why),
+        }
+    };
+    if let Some(reason) = ended {
+        close_forbidden(&mut sink, reason).await;
+    }
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
@@ -202,6 +329,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
             t.cache.export_metrics();
             t.live.export_metrics();
         }
+        export_tenant_metrics(&core);
         rt.historian.export_metrics();
     }
     state.metrics.run_upkeep();
@@ -210,6 +338,48 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// Usage against quotas per tenant (`thermacore_tenant_usage`, `thermacore_tenant_quota`).
+fn export_tenant_metrics(core: &Core) {
+    for t in core.api.gate.tenants() {
+        let name = t.record.tenant.name.clone();
+        let running = core.api.runtime.tenant(t.record.tenant.id);
+        let (devices, tags) = running
+            .as_ref()
+            .map_or((0, 0), |r| (r.status.len(), r.cache.len()));
+        let subs = core.api.gate.subscriptions(t.record.tenant.id);
+        for (resource, v) in [
+            ("devices", devices),
+            ("tags", tags),
+            ("subscriptions", subs),
+        ] {
+            metrics::gauge!(names::TENANT_USAGE, "tenant" => name.clone(), "resource" => resource)
+                .set(v as f64);
+        }
+        let q = t.quotas;
+        for (limit, v) in [
+            ("max_devices", u64::from(q.max_devices)),
+            ("max_tags", u64::from(q.max_tags)),
+            ("min_poll_ms", q.min_poll_ms),
+            (
+                "max_subscriptions_per_user",
+                u64::from(q.max_subscriptions_per_user),
+            ),
+            (
+                "max_subscriptions_per_tenant",
+                u64::from(q.max_subscriptions_per_tenant),
+            ),
+            ("max_requests_per_sec", u64::from(q.max_requests_per_sec)),
+            (
+                "history_retention_days",
+                u64::from(q.history_retention_days),
+            ),
+        ] {
+            metrics::gauge!(names::TENANT_QUOTA, "tenant" => name.clone(), "limit" => limit)
+                .set(v as f64);
+        }
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::domain::{DataType, Location};
+use crate::domain::{DataType, Location, QuotaOverrides, Quotas};
 use crate::drivers::DriverConfig;
 
 /// The whole configuration file.
@@ -20,6 +20,9 @@ pub struct Config {
     pub cache: CacheConfig,
     pub live: LiveConfig,
     pub api: ApiConfig,
+    /// Default quotas of every tenant (a tenant may set its own).
+    pub quotas: Quotas,
+    pub audit: AuditConfig,
     /// Config as code: tenants with their units, devices and tags.
     pub tenants: Vec<TenantConfig>,
     /// From `THERMACORE_ENV` (`development`, the default, or `production`).
@@ -108,6 +111,21 @@ pub struct AuthConfig {
     /// From `THERMACORE_JWT_SECRET` only, never from the file.
     #[serde(skip)]
     pub jwt_secret: Option<String>,
+    /// Lifetime of a refresh token (each use rotates it).
+    pub refresh_token_ttl_secs: u64,
+    /// How often the API re-reads users, tenants and revoked sessions from the store
+    /// (changes made through the API apply at once; this catches other processes,
+    /// such as `thermacore user add --update`).
+    pub revocation_sync_secs: u64,
+    /// Shortest password accepted by `changePassword`, `createUser`, `resetPassword`.
+    pub min_password_len: usize,
+    /// Failed logins per minute, per account and per client address, before logins
+    /// from them are refused for a while ...
+    pub login_failures_per_minute: u32,
+    /// ... first for this long, doubling with each further lockout ...
+    pub lockout_initial_ms: u64,
+    /// ... up to this.
+    pub lockout_max_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -117,6 +135,12 @@ impl Default for AuthConfig {
             issuer: "thermacore".into(),
             audience: "thermacore-api".into(),
             jwt_secret: None,
+            refresh_token_ttl_secs: 7 * 24 * 3600,
+            revocation_sync_secs: 5,
+            min_password_len: 12,
+            login_failures_per_minute: 5,
+            lockout_initial_ms: 1_000,
+            lockout_max_secs: 900,
         }
     }
 }
@@ -214,6 +238,17 @@ pub struct ApiConfig {
     pub max_tag_ids: usize,
     pub max_query_depth: usize,
     pub max_query_complexity: usize,
+    /// Most aliased fields in one operation.
+    pub max_aliases: usize,
+    /// Most subscriptions open at once on one WebSocket connection.
+    pub max_subscriptions_per_connection: usize,
+    /// Schema introspection (and the GraphiQL page). Default: on in development, off
+    /// in production.
+    pub introspection: Option<bool>,
+    /// Requests per second per signed-in user (a burst of twice as many is allowed).
+    pub user_requests_per_sec: u32,
+    /// Requests per second per client address without a valid token (login, refresh).
+    pub anonymous_requests_per_sec: u32,
 }
 
 impl Default for ApiConfig {
@@ -223,6 +258,27 @@ impl Default for ApiConfig {
             max_tag_ids: 10_000,
             max_query_depth: 12,
             max_query_complexity: 5_000,
+            max_aliases: 50,
+            max_subscriptions_per_connection: 20,
+            introspection: None,
+            user_requests_per_sec: 100,
+            anonymous_requests_per_sec: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Audit records older than this many days are deleted (0: kept forever). Apart
+    /// from sample retention on purpose.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention_days: 730,
         }
     }
 }
@@ -232,6 +288,9 @@ impl Default for ApiConfig {
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub name: Spanned<String>,
+    /// This tenant's quotas where they differ from `[quotas]`.
+    #[serde(default)]
+    pub quotas: QuotaOverrides,
     #[serde(default)]
     pub units: Vec<UnitConfig>,
     #[serde(default)]

@@ -2,11 +2,16 @@
 
 mod ids;
 mod model;
+mod security;
 mod value;
 
 pub use ids::{DeviceId, TagId, TenantId, UnitId, UserId};
 pub use model::{
     DataType, Device, DeviceSpec, Location, LocationError, Role, Tag, TagSpec, Tenant, Unit,
     UnitSpec, User,
+};
+pub use security::{
+    AuditFilter, AuditOutcome, AuditRecord, QuotaOverrides, QuotaViolation, Quotas, RefreshToken,
+    RefreshUse, TenantRecord, UserState,
 };
 pub use value::{Quality, QualityReason, Sample, SampleBatch, Timestamp, Value, ValueKind};

@@ -218,6 +218,10 @@ pub struct User {
     pub password_hash: String,
     pub role: Role,
     pub disabled: bool,
+    /// Tokens issued before this instant (ms since the epoch) no longer count.
+    pub tokens_valid_after_ms: i64,
+    /// Created by `thermacore demo`: refused in production mode.
+    pub dev_credential: bool,
 }
 
 #[cfg(test)]

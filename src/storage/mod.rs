@@ -12,8 +12,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Device, DeviceId, DeviceSpec, Role, Sample, Tag, TagId, TagSpec, Tenant, TenantId, Timestamp,
-    Unit, UnitSpec, User, UserId,
+    AuditFilter, AuditRecord, Device, DeviceId, DeviceSpec, QuotaOverrides, RefreshToken,
+    RefreshUse, Role, Sample, Tag, TagId, TagSpec, Tenant, TenantId, TenantRecord, Timestamp, Unit,
+    UnitSpec, User, UserId, UserState,
 };
 
 pub use codec::{decode_code, decode_value, encode_code};
@@ -112,9 +113,96 @@ pub struct Bucket {
     pub count: i64,
 }
 
+/// What a tenant holds, against its quotas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantCounts {
+    pub devices: i64,
+    pub tags: i64,
+    pub users: i64,
+}
+
+/// A change to a user; `None` fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserChange {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    pub password_hash: Option<String>,
+    /// Tokens issued before this instant (ms since the epoch) stop counting. Only ever
+    /// moves forward.
+    pub revoke_tokens_at_ms: Option<i64>,
+}
+
+/// Tenant administration, users, refresh tokens and the audit log.
+///
+/// The audit log is append-only: besides [`SecurityStore::append_audit`] the only
+/// write is the retention purge, and both schemas refuse an `UPDATE` of a record.
+#[async_trait]
+pub trait SecurityStore: Send + Sync + 'static {
+    async fn tenant_records(&self) -> Result<Vec<TenantRecord>>;
+    async fn tenant_record(&self, id: TenantId) -> Result<Option<TenantRecord>>;
+    /// Fails with [`Error::Conflict`] when the name is taken.
+    async fn create_tenant(&self, name: &str, quotas: &QuotaOverrides) -> Result<TenantRecord>;
+    async fn set_tenant_disabled(
+        &self,
+        id: TenantId,
+        disabled: bool,
+    ) -> Result<Option<TenantRecord>>;
+    async fn set_tenant_quotas(
+        &self,
+        id: TenantId,
+        quotas: &QuotaOverrides,
+    ) -> Result<Option<TenantRecord>>;
+    /// Deletes the tenant with everything it owns, history included; its audit
+    /// records stay. False when there was no such tenant.
+    async fn delete_tenant(&self, id: TenantId) -> Result<bool>;
+    async fn tenant_counts(&self, tenant: TenantId) -> Result<TenantCounts>;
+
+    async fn users(&self, tenant: TenantId) -> Result<Vec<User>>;
+    async fn update_user(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        change: &UserChange,
+    ) -> Result<Option<User>>;
+    async fn delete_user(&self, tenant: TenantId, id: UserId) -> Result<bool>;
+    /// Every user's token-relevant state (the API's revocation view).
+    async fn user_states(&self) -> Result<Vec<UserState>>;
+    /// Flags a user as a development credential (created by `thermacore demo`).
+    async fn mark_dev_credential(&self, tenant: TenantId, username: &str) -> Result<()>;
+    /// (tenant, username) of every development credential.
+    async fn dev_credentials(&self) -> Result<Vec<(String, String)>>;
+
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()>;
+    /// Marks the token used if it is valid, atomically; otherwise says why not.
+    async fn use_refresh_token(&self, token_hash: &str, now: Timestamp) -> Result<RefreshUse>;
+    async fn revoke_refresh_family(&self, family: &str, now: Timestamp) -> Result<u64>;
+    async fn revoke_user_refresh_tokens(&self, user: UserId, now: Timestamp) -> Result<u64>;
+    /// Families with a token revoked at or after `since`.
+    async fn revoked_families(&self, since: Timestamp) -> Result<Vec<String>>;
+    /// Deletes refresh tokens that expired before `before`.
+    async fn purge_refresh_tokens(&self, before: Timestamp) -> Result<u64>;
+
+    /// Appends one record; returns its id.
+    async fn append_audit(&self, record: &AuditRecord) -> Result<i64>;
+    /// Newest first, ids below `before_id`, at most `limit`; `tenant: None` reads every
+    /// tenant's records.
+    async fn audit_log(
+        &self,
+        tenant: Option<TenantId>,
+        filter: &AuditFilter,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>>;
+    /// Audit retention: deletes records older than `before`.
+    async fn purge_audit(&self, before: Timestamp) -> Result<u64>;
+
+    /// History retention of one tenant.
+    async fn delete_history_before(&self, tenant: TenantId, before: Timestamp) -> Result<u64>;
+}
+
 /// The persistence interface of ThermaCore.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: SecurityStore {
     /// "sqlite" or "postgres", for logs and metrics labels.
     fn backend(&self) -> &'static str;
 

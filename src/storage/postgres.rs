@@ -5,6 +5,9 @@ mod history;
 mod partitions;
 // Shared with the other backend on purpose: same SQL, compiled against our `Pool`.
 #[allow(clippy::duplicate_mod)]
+#[path = "security.rs"]
+mod security;
+#[allow(clippy::duplicate_mod)]
 #[path = "world.rs"]
 mod world;
 
@@ -27,6 +30,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The pool type the shared `world` module is compiled against.
 type Pool = PgPool;
+/// The store type the shared `security` module implements [`SecurityStore`](super::SecurityStore) for.
+type Backend = PostgresStore;
 
 /// The PostgreSQL implementation of [`Store`].
 #[derive(Debug, Clone)]

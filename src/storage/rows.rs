@@ -81,6 +81,8 @@ pub(super) struct UserRow {
     password_hash: String,
     role: String,
     disabled: bool,
+    tokens_valid_after: i64,
+    dev_credential: bool,
 }
 
 impl TryFrom<UserRow> for User {
@@ -96,6 +98,8 @@ impl TryFrom<UserRow> for User {
             username: r.username,
             password_hash: r.password_hash,
             disabled: r.disabled,
+            tokens_valid_after_ms: r.tokens_valid_after,
+            dev_credential: r.dev_credential,
         })
     }
 }

@@ -5,6 +5,9 @@
 mod history;
 // Shared with the other backend on purpose: same SQL, compiled against our `Pool`.
 #[allow(clippy::duplicate_mod)]
+#[path = "security.rs"]
+mod security;
+#[allow(clippy::duplicate_mod)]
 #[path = "world.rs"]
 mod world;
 
@@ -31,6 +34,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The pool type the shared `world` module is compiled against.
 type Pool = SqlitePool;
+/// The store type the shared `security` module implements [`SecurityStore`](super::SecurityStore) for.
+type Backend = SqliteStore;
 
 /// The SQLite implementation of [`Store`].
 #[derive(Debug, Clone)]

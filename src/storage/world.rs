@@ -16,7 +16,8 @@ use crate::storage::rows::{
 };
 use crate::storage::{Error, Result};
 
-const USER_COLUMNS: &str = "id, tenant_id, username, password_hash, role, disabled";
+const USER_COLUMNS: &str =
+    "id, tenant_id, username, password_hash, role, disabled, tokens_valid_after, dev_credential";
 
 pub(super) async fn upsert_tenant(pool: &Pool, name: &str) -> Result<Tenant> {
     let id: i64 = sqlx::query_scalar(
@@ -92,14 +93,16 @@ pub(super) async fn set_user_password(
     role: Role,
 ) -> Result<User> {
     let sql = format!(
-        "UPDATE users SET password_hash = $3, role = $4 \
-         WHERE tenant_id = $1 AND username = $2 RETURNING {USER_COLUMNS}"
+        "UPDATE users SET password_hash = $3, role = $4, dev_credential = FALSE, \
+         tokens_valid_after = $5 WHERE tenant_id = $1 AND username = $2 RETURNING {USER_COLUMNS}"
     );
+    // A reset password ends every token issued before it.
     let row: Option<UserRow> = sqlx::query_as(&sql)
         .bind(tenant.0)
         .bind(username)
         .bind(password_hash)
         .bind(role.as_str())
+        .bind(chrono::Utc::now().timestamp_millis())
         .fetch_optional(pool)
         .await?;
     row.ok_or_else(|| Error::NotFound(format!("user `{username}` in tenant {tenant}")))?

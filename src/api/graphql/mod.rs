@@ -7,6 +7,7 @@ mod subscription;
 mod types;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use async_graphql::{Context, Guard, Schema};
 
@@ -14,11 +15,15 @@ pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use subscription::SubscriptionRoot;
 
+use super::audit::{self, AuditExtension};
 use super::auth::{AuthError, AuthKeys, Session};
 use super::error::ApiError;
+use super::gate::Gate;
+use super::limits::{AliasLimit, Limits};
+use super::permissions::Permission;
 use crate::actors::{Runtime, TenantShared};
-use crate::config::Config;
-use crate::domain::{Role, TagId};
+use crate::config::{Config, RunMode};
+use crate::domain::TagId;
 use crate::storage::Store;
 use crate::telemetry::names;
 
@@ -30,25 +35,63 @@ pub struct ApiContext {
     pub runtime: Arc<Runtime>,
     pub auth: Arc<AuthKeys>,
     pub config: Arc<Config>,
+    pub gate: Arc<Gate>,
+    pub limits: Arc<Limits>,
 }
 
-/// Per request (or per WebSocket connection): who is calling, and the request id.
+/// Per request (or per WebSocket connection): who is calling, from where, the request
+/// id, and what resolvers add to their audit records.
 pub struct RequestCtx {
     pub request_id: String,
     pub session: Result<Session, AuthError>,
+    pub client_addr: Option<String>,
+    pub notes: audit::Notes,
+    /// Subscriptions open on this WebSocket connection (`None` over HTTP).
+    pub connection_subs: Option<Arc<AtomicUsize>>,
 }
 
-/// Builds the executable schema with its depth and complexity limits.
+impl RequestCtx {
+    pub fn new(
+        request_id: String,
+        session: Result<Session, AuthError>,
+        client_addr: Option<String>,
+    ) -> Self {
+        RequestCtx {
+            request_id,
+            session,
+            client_addr,
+            notes: Default::default(),
+            connection_subs: None,
+        }
+    }
+}
+
+/// Whether schema introspection (and GraphiQL) is on: the configured value, else on in
+/// development and off in production.
+pub fn introspection_enabled(config: &Config) -> bool {
+    config
+        .api
+        .introspection
+        .unwrap_or(config.mode == RunMode::Development)
+}
+
+/// Builds the executable schema with its limits (depth, complexity, aliases,
+/// recursion) and the audit extension.
 pub fn build_schema(api: Arc<ApiContext>) -> ThermaSchema {
-    let (depth, complexity) = (
-        api.config.api.max_query_depth,
-        api.config.api.max_query_complexity,
-    );
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .data(api)
-        .limit_depth(depth)
-        .limit_complexity(complexity)
-        .finish()
+    let c = &api.config.api;
+    let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .limit_depth(c.max_query_depth)
+        .limit_complexity(c.max_query_complexity)
+        .limit_recursive_depth(64)
+        .limit_directives(20)
+        .extension(AliasLimit(c.max_aliases))
+        .extension(AuditExtension);
+    let builder = if introspection_enabled(&api.config) {
+        builder
+    } else {
+        builder.disable_introspection()
+    };
+    builder.data(api).finish()
 }
 
 /// The SDL of the schema (`thermacore schema`, `schema/schema.graphql`).
@@ -68,7 +111,7 @@ pub(crate) fn request_id<'a>(ctx: &Context<'a>) -> &'a str {
 }
 
 /// Turns an [`ApiError`] into a GraphQL error for this request.
-pub(crate) fn fail(ctx: &Context<'_>, e: impl Into<ApiError>) -> async_graphql::Error {
+pub fn fail(ctx: &Context<'_>, e: impl Into<ApiError>) -> async_graphql::Error {
     let e = e.into();
     metrics::counter!(names::GRAPHQL_ERRORS, "code" => e.code()).increment(1);
     e.into_graphql(request_id(ctx))
@@ -78,8 +121,31 @@ pub(crate) fn fail(ctx: &Context<'_>, e: impl Into<ApiError>) -> async_graphql::
 pub(crate) fn session<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Session> {
     match ctx.data_opt::<RequestCtx>().map(|r| &r.session) {
         Some(Ok(s)) => Ok(s),
+        _ => Err(fail(ctx, ApiError::Unauthenticated)),
+    }
+}
+
+/// The session for the root guard: UNAUTHENTICATED when there is none, counted, and
+/// audited for a query or subscription presenting a tampered, foreign or revoked
+/// token (a mutation's record is the audit extension's).
+pub(crate) async fn session_for_guard<'a>(
+    ctx: &Context<'a>,
+    parent: &str,
+    field: &str,
+) -> async_graphql::Result<&'a Session> {
+    match ctx.data_opt::<RequestCtx>().map(|r| &r.session) {
+        Some(Ok(s)) => Ok(s),
         Some(Err(e)) => {
             metrics::counter!(names::AUTH_FAILURES, "reason" => e.reason()).increment(1);
+            if parent != "Mutation" && audit::is_suspicious(e) {
+                audit::denied(
+                    ctx,
+                    None,
+                    &format!("{parent}.{field}"),
+                    &format!("UNAUTHENTICATED:{}", e.reason()),
+                )
+                .await;
+            }
             Err(fail(ctx, ApiError::Unauthenticated))
         }
         None => Err(fail(ctx, ApiError::Unauthenticated)),
@@ -120,13 +186,14 @@ pub(crate) fn own_tags(
         .collect()
 }
 
-/// Requires at least the given role (roles are ordered admin > operator > viewer).
-pub struct RoleGuard(pub Role);
+/// Requires a permission on a nested field (the root fields' rules are in
+/// [`super::permissions::FIELDS`]; this repeats the check where a type is reachable).
+pub struct Need(pub Permission);
 
-impl Guard for RoleGuard {
+impl Guard for Need {
     async fn check(&self, ctx: &Context<'_>) -> async_graphql::Result<()> {
         let s = session(ctx)?;
-        if s.role >= self.0 {
+        if s.permits(self.0) {
             Ok(())
         } else {
             Err(fail(ctx, ApiError::Forbidden))

@@ -5,19 +5,19 @@ use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 
 use super::types::{
-    ActorInfo, Bucket, CacheInfo, Device, HistorianInfo, Me, SystemInfo, Tag, TagHistory, TagValue,
-    Unit,
+    ActorInfo, AuditFilterInput, AuditPage, Bucket, CacheInfo, Device, HistorianInfo, Me,
+    SystemInfo, Tag, TagHistory, TagValue, TenantInfo, TenantUsage, Unit, UserInfo,
 };
-use super::{ApiError, RoleGuard, api, fail, own_tags, session, tenant};
+use super::{ApiError, api, fail, own_tags, session, tenant};
 use crate::actors::cache::Lookup;
-use crate::domain::{DeviceId, Role, TagId, Timestamp};
+use crate::api::permissions::{FieldAccess, Permission};
+use crate::domain::{AuditFilter, DeviceId, TagId, TenantId, Timestamp};
 
 pub struct QueryRoot;
 
-#[Object]
+#[Object(guard = "FieldAccess(\"Query\")")]
 impl QueryRoot {
     /// The caller.
-    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
         let s = session(ctx)?;
         Ok(Me {
@@ -28,7 +28,6 @@ impl QueryRoot {
         })
     }
 
-    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn units(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Unit>> {
         let s = session(ctx)?;
         let units = api(ctx)
@@ -39,7 +38,6 @@ impl QueryRoot {
         Ok(units.into_iter().map(Unit::from).collect())
     }
 
-    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn devices(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Device>> {
         let s = session(ctx)?;
         let devices = api(ctx)
@@ -51,7 +49,6 @@ impl QueryRoot {
     }
 
     /// One device; NOT_FOUND when it is not the caller's tenant's.
-    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn device(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Device> {
         let s = session(ctx)?;
         let id: DeviceId = id
@@ -69,7 +66,6 @@ impl QueryRoot {
     }
 
     /// Tags of one device, or of the whole tenant when `deviceId` is omitted.
-    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn tags(
         &self,
         ctx: &Context<'_>,
@@ -104,7 +100,6 @@ impl QueryRoot {
     /// Latest values of the given tags, in the order asked, from the in-memory cache.
     /// Tags without a value yet are left out; an id that is not one of the tenant's
     /// tags is NOT_FOUND.
-    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn latest(
         &self,
         ctx: &Context<'_>,
@@ -124,7 +119,6 @@ impl QueryRoot {
 
     /// Stored history in `[from, to)`: raw samples, or avg/min/max/count per bucket of
     /// `bucketSeconds`.
-    #[graphql(guard = "RoleGuard(Role::Viewer)")]
     async fn history(
         &self,
         ctx: &Context<'_>,
@@ -203,7 +197,6 @@ impl QueryRoot {
     }
 
     /// Version, uptime, actors, restarts, cache and historian figures.
-    #[graphql(guard = "RoleGuard(Role::Admin)")]
     async fn system(&self, ctx: &Context<'_>) -> async_graphql::Result<SystemInfo> {
         let t = tenant(ctx)?;
         let a = api(ctx);
@@ -232,5 +225,116 @@ impl QueryRoot {
             },
             live_subscribers: t.live.size().subscribers as u64,
         })
+    }
+
+    /// What a tenant uses against its quotas: the caller's own, or (platform
+    /// administrators) any tenant's by id.
+    async fn tenant_usage(
+        &self,
+        ctx: &Context<'_>,
+        tenant_id: Option<ID>,
+    ) -> async_graphql::Result<TenantUsage> {
+        let s = session(ctx)?;
+        let a = api(ctx);
+        let id = match tenant_id {
+            None => s.tenant,
+            Some(id) => match id.parse::<TenantId>() {
+                Ok(t) if t == s.tenant || s.permits(Permission::ManageTenants) => t,
+                _ => return Err(fail(ctx, ApiError::NotFound("tenant"))),
+            },
+        };
+        let state = a
+            .gate
+            .tenant(id)
+            .ok_or_else(|| fail(ctx, ApiError::NotFound("tenant")))?;
+        let counts = a.store.tenant_counts(id).await.map_err(|e| fail(ctx, e))?;
+        Ok(TenantUsage {
+            tenant: state.record.tenant.name,
+            devices: counts.devices,
+            tags: counts.tags,
+            users: counts.users,
+            subscriptions: a.gate.subscriptions(id) as u64,
+            quotas: state.quotas.into(),
+        })
+    }
+
+    /// Users of the caller's tenant.
+    async fn users(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<UserInfo>> {
+        let s = session(ctx)?;
+        let users = api(ctx)
+            .store
+            .users(s.tenant)
+            .await
+            .map_err(|e| fail(ctx, e))?;
+        Ok(users.into_iter().map(UserInfo::from).collect())
+    }
+
+    /// The audit log of the caller's tenant, newest first, `first` records (at most
+    /// 500) after the cursor `after`. Platform administrators may read every tenant's
+    /// records (and those of logins naming no existing tenant) with `allTenants`.
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<AuditFilterInput>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+        #[graphql(default = false)] all_tenants: bool,
+    ) -> async_graphql::Result<AuditPage> {
+        let s = session(ctx)?;
+        if !(1..=500).contains(&first) {
+            return Err(fail(
+                ctx,
+                ApiError::BadRequest("`first` must be within 1..=500".into()),
+            ));
+        }
+        let before_id =
+            match after {
+                None => None,
+                Some(c) => Some(c.parse::<i64>().map_err(|_| {
+                    fail(ctx, ApiError::BadRequest("`after` is not a cursor".into()))
+                })?),
+            };
+        let tenant = if all_tenants && s.permits(Permission::ManageTenants) {
+            None
+        } else {
+            Some(s.tenant)
+        };
+        let f = filter.unwrap_or_default();
+        let filter = AuditFilter {
+            action: f.action,
+            username: f.username,
+            outcome: f.outcome.map(|o| o.domain()),
+            resource_type: f.resource_type,
+            from: f.from.map(Timestamp::from_datetime),
+            to: f.to.map(Timestamp::from_datetime),
+        };
+        let mut records = api(ctx)
+            .store
+            .audit_log(tenant, &filter, before_id, i64::from(first) + 1)
+            .await
+            .map_err(|e| fail(ctx, e))?;
+        let has_next_page = records.len() > first as usize;
+        records.truncate(first as usize);
+        Ok(AuditPage {
+            end_cursor: records.last().map(|r| r.id.to_string()),
+            has_next_page,
+            records: records.into_iter().map(Into::into).collect(),
+        })
+    }
+
+    /// Every tenant (platform administrators).
+    async fn tenants(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TenantInfo>> {
+        let a = api(ctx);
+        let records = a.store.tenant_records().await.map_err(|e| fail(ctx, e))?;
+        let defaults = a.gate.defaults();
+        Ok(records
+            .into_iter()
+            .map(|r| TenantInfo {
+                id: ID(r.tenant.id.to_string()),
+                quotas: r.quotas.over(&defaults).into(),
+                name: r.tenant.name,
+                disabled: r.disabled,
+            })
+            .collect())
     }
 }
