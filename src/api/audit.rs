@@ -188,7 +188,8 @@ impl Extension for AuditRequest {
         info: ResolveInfo<'_>,
         next: NextResolve<'_>,
     ) -> ServerResult<Option<Value>> {
-        if info.parent_type != "Mutation" || info.path_node.parent.is_some() {
+        // The schema's mutation root type is `MutationRoot`.
+        if info.parent_type != "MutationRoot" || info.path_node.parent.is_some() {
             return next.run(ctx, info).await;
         }
         let action = format!("Mutation.{}", info.name);

@@ -155,6 +155,13 @@ impl Gate {
         self.tenants.get(&id).map(|t| t.clone())
     }
 
+    pub fn tenant_id(&self, name: &str) -> Option<TenantId> {
+        self.tenants
+            .iter()
+            .find(|t| t.record.tenant.name == name)
+            .map(|t| t.record.tenant.id)
+    }
+
     pub fn tenants(&self) -> Vec<TenantState> {
         self.tenants.iter().map(|t| t.clone()).collect()
     }

@@ -152,9 +152,10 @@ impl MutationRoot {
         let keys = [account.as_str(), address.as_str()];
         note(ctx, |n| {
             n.actor = Some(Actor {
+                tenant: a.gate.tenant_id(&tenant),
                 tenant_name: Some(tenant.clone()),
                 username: Some(username.clone()),
-                ..Actor::default()
+                user: None,
             });
         });
         if let Some(wait) = a.limits.login.locked(&keys) {
@@ -488,6 +489,12 @@ impl MutationRoot {
         let a = api(ctx);
         let s = session(ctx)?;
         let uid = user_id(ctx, &id)?;
+        // Existence first: another tenant's id answers NOT_FOUND whatever the input.
+        a.store
+            .user_by_id(s.tenant, uid)
+            .await
+            .map_err(|e| fail(ctx, e))?
+            .ok_or_else(|| fail(ctx, ApiError::NotFound("user")))?;
         check_password(ctx, &new_password)?;
         let new_hash = hash(ctx, new_password).await?;
         let now = Timestamp::now();
