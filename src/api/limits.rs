@@ -202,6 +202,64 @@ impl LoginThrottle {
     }
 }
 
+/// Refuses an operation with more than the given number of aliased fields (counted
+/// over the whole document, fragments included), before validation runs.
+pub struct AliasLimit(pub usize);
+
+impl async_graphql::extensions::ExtensionFactory for AliasLimit {
+    fn create(&self) -> Arc<dyn async_graphql::extensions::Extension> {
+        Arc::new(AliasLimit(self.0))
+    }
+}
+
+fn count_aliases(set: &async_graphql::parser::types::SelectionSet) -> usize {
+    use async_graphql::parser::types::Selection;
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(f) => {
+                usize::from(f.node.alias.is_some()) + count_aliases(&f.node.selection_set.node)
+            }
+            Selection::InlineFragment(i) => count_aliases(&i.node.selection_set.node),
+            Selection::FragmentSpread(_) => 0,
+        })
+        .sum()
+}
+
+#[async_trait::async_trait]
+impl async_graphql::extensions::Extension for AliasLimit {
+    async fn parse_query(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        query: &str,
+        variables: &async_graphql::Variables,
+        next: async_graphql::extensions::NextParseQuery<'_>,
+    ) -> async_graphql::ServerResult<async_graphql::parser::types::ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        let aliases: usize = doc
+            .operations
+            .iter()
+            .map(|(_, op)| count_aliases(&op.node.selection_set.node))
+            .chain(
+                doc.fragments
+                    .values()
+                    .map(|f| count_aliases(&f.node.selection_set.node)),
+            )
+            .sum();
+        if aliases > self.0 {
+            let mut e = async_graphql::ServerError::new(
+                format!("too many aliases: {aliases} (at most {})", self.0),
+                None,
+            );
+            e.extensions
+                .get_or_insert_with(Default::default)
+                .set("code", "BAD_USER_INPUT");
+            return Err(e);
+        }
+        Ok(doc)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,63 +336,5 @@ mod tests {
         let l = Limits::new(&ApiConfig::default(), &AuthConfig::default());
         assert!(l.request(UserId(1), t, 1).is_ok());
         assert!(l.request(UserId(2), t, 1).is_err());
-    }
-}
-
-/// Refuses an operation with more than the given number of aliased fields (counted
-/// over the whole document, fragments included), before validation runs.
-pub struct AliasLimit(pub usize);
-
-impl async_graphql::extensions::ExtensionFactory for AliasLimit {
-    fn create(&self) -> Arc<dyn async_graphql::extensions::Extension> {
-        Arc::new(AliasLimit(self.0))
-    }
-}
-
-fn count_aliases(set: &async_graphql::parser::types::SelectionSet) -> usize {
-    use async_graphql::parser::types::Selection;
-    set.items
-        .iter()
-        .map(|item| match &item.node {
-            Selection::Field(f) => {
-                usize::from(f.node.alias.is_some()) + count_aliases(&f.node.selection_set.node)
-            }
-            Selection::InlineFragment(i) => count_aliases(&i.node.selection_set.node),
-            Selection::FragmentSpread(_) => 0,
-        })
-        .sum()
-}
-
-#[async_trait::async_trait]
-impl async_graphql::extensions::Extension for AliasLimit {
-    async fn parse_query(
-        &self,
-        ctx: &async_graphql::extensions::ExtensionContext<'_>,
-        query: &str,
-        variables: &async_graphql::Variables,
-        next: async_graphql::extensions::NextParseQuery<'_>,
-    ) -> async_graphql::ServerResult<async_graphql::parser::types::ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        let aliases: usize = doc
-            .operations
-            .iter()
-            .map(|(_, op)| count_aliases(&op.node.selection_set.node))
-            .chain(
-                doc.fragments
-                    .values()
-                    .map(|f| count_aliases(&f.node.selection_set.node)),
-            )
-            .sum();
-        if aliases > self.0 {
-            let mut e = async_graphql::ServerError::new(
-                format!("too many aliases: {aliases} (at most {})", self.0),
-                None,
-            );
-            e.extensions
-                .get_or_insert_with(Default::default)
-                .set("code", "BAD_USER_INPUT");
-            return Err(e);
-        }
-        Ok(doc)
     }
 }
