@@ -5,6 +5,8 @@
 mod common;
 #[path = "storage/samples.rs"]
 mod samples;
+#[path = "storage/security.rs"]
+mod security;
 #[path = "storage/world.rs"]
 mod world;
 
@@ -30,6 +32,7 @@ async fn conformance(store: Arc<dyn Store>) {
     samples::history(&*store, &world).await;
     samples::buckets(&*store, &world).await;
     samples::bulk(&*store).await;
+    security::security(&*store, &world).await;
 }
 
 /// A connection failure must be reported within this long, not hang.
@@ -183,6 +186,44 @@ async fn sqlite_corrupt_rows_are_reported_by_column() {
         matches!(&r, Err(Error::Corrupt(m)) if m.contains("driver_config")),
         "{r:?}"
     );
+}
+
+const AUDIT_ROW: &str = "INSERT INTO audit_log (at, action, resource_type, outcome, summary) \
+     VALUES (1, 'Mutation.x', 'user', 'success', '{}')";
+
+#[tokio::test]
+async fn sqlite_audit_records_cannot_be_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.db");
+    migrated(&format!("sqlite:{}", path.display())).await;
+    let mut raw = SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&path))
+        .await
+        .expect("raw connection");
+    raw.execute(AUDIT_ROW).await.expect("insert");
+    let r = raw.execute("UPDATE audit_log SET outcome = 'denied'").await;
+    assert!(
+        r.as_ref()
+            .is_err_and(|e| e.to_string().contains("append-only")),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn postgres_audit_records_cannot_be_changed() {
+    let Some((url, db)) = pg::fresh_database().await else {
+        return;
+    };
+    migrated(&url).await;
+    let mut raw = PgConnection::connect(&url).await.expect("raw connection");
+    raw.execute(AUDIT_ROW).await.expect("insert");
+    let r = raw.execute("UPDATE audit_log SET outcome = 'denied'").await;
+    assert!(
+        r.as_ref()
+            .is_err_and(|e| e.to_string().contains("append-only")),
+        "{r:?}"
+    );
+    drop(raw);
+    db.drop_database().await;
 }
 
 #[test]

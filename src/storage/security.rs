@@ -446,13 +446,7 @@ impl SecurityStore for Backend {
     }
 
     async fn delete_history_before(&self, tenant: TenantId, before: Timestamp) -> Result<u64> {
-        Ok(
-            sqlx::query("DELETE FROM samples WHERE tenant_id = $1 AND ts < $2")
-                .bind(tenant.0)
-                .bind(before.0)
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
-        )
+        // The time column differs by backend (INTEGER µs / timestamptz).
+        super::history::delete_before(&self.pool, tenant, before).await
     }
 }

@@ -176,3 +176,19 @@ pub(super) async fn count_samples(pool: &PgPool, tenant: TenantId) -> Result<i64
             .await?,
     )
 }
+
+/// History retention: deletes a tenant's samples older than `before`.
+pub(super) async fn delete_before(
+    pool: &super::Pool,
+    tenant: crate::domain::TenantId,
+    before: crate::domain::Timestamp,
+) -> crate::storage::Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM samples WHERE tenant_id = $1 AND ts < $2")
+            .bind(tenant.0)
+            .bind(before.to_datetime())
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}

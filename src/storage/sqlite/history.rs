@@ -240,3 +240,19 @@ mod tests {
         assert_eq!(insert_sql(2).matches('?').count(), 2 * BINDS_PER_ROW);
     }
 }
+
+/// History retention: deletes a tenant's samples older than `before`.
+pub(super) async fn delete_before(
+    pool: &super::Pool,
+    tenant: crate::domain::TenantId,
+    before: crate::domain::Timestamp,
+) -> crate::storage::Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM samples WHERE tenant_id = $1 AND ts < $2")
+            .bind(tenant.0)
+            .bind(before.0)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
