@@ -1273,3 +1273,33 @@ async fn history_older_than_the_retention_is_deleted() {
     assert_eq!(kept.len(), 2, "{kept:?}");
     s.stop().await.expect("stops");
 }
+
+#[tokio::test]
+async fn a_connection_holds_at_most_its_subscriptions() {
+    let (s, _dir) = start_with(|c| c.api.max_subscriptions_per_connection = 2).await;
+    let viewer = s.login("alpha", "viewer").await;
+    let ids = s.tag_ids(&viewer).await;
+    let (mut ws, _) = WsClient::connect(s.addr, &viewer).await;
+    let sub = "subscription($t:[ID!]){tagValues(tagIds:$t){tagId}}";
+    for id in ["1", "2", "3"] {
+        ws.subscribe(id, sub, json!({"t": [ids["a-temp"]]})).await;
+    }
+    let refused = loop {
+        let m = ws.next(Duration::from_secs(5)).await;
+        assert_ne!(m["type"], "timeout");
+        if m["id"] == "3" {
+            break m;
+        }
+    };
+    assert_eq!(ws_code(&refused), "QUOTA_EXCEEDED", "{refused}");
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["limit"],
+        "max_subscriptions_per_connection"
+    );
+    // A second connection of the same user has its own allowance.
+    let (mut other, _) = WsClient::connect(s.addr, &viewer).await;
+    other
+        .subscribe("1", sub, json!({"t": [ids["a-temp"]]}))
+        .await;
+    assert_eq!(other.next(Duration::from_secs(5)).await["type"], "next");
+}

@@ -318,6 +318,16 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_shows_this_permission_table() {
+        let readme = include_str!("../../README.md");
+        let table = markdown_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's permission table is out of date; it must read:\n{table}"
+        );
+    }
+
+    #[test]
     fn the_field_table_has_no_duplicates() {
         let mut seen = std::collections::HashSet::new();
         for r in FIELDS {

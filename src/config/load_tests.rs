@@ -155,3 +155,25 @@ fn the_example_config_is_valid() {
     let c = parse_str(text, "thermacore.example.toml").expect("example config must be valid");
     assert!(!c.tenants.is_empty());
 }
+
+#[test]
+fn the_example_documents_every_key() {
+    let example: toml::Table =
+        toml::from_str(include_str!("../../thermacore.example.toml")).expect("example parses");
+    let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+    for (section, value) in &defaults {
+        let Some(keys) = value.as_table() else {
+            continue;
+        };
+        let documented = example
+            .get(section)
+            .and_then(|v| v.as_table())
+            .unwrap_or_else(|| panic!("[{section}] missing from thermacore.example.toml"));
+        for key in keys.keys() {
+            assert!(
+                documented.contains_key(key),
+                "{section}.{key} missing from thermacore.example.toml"
+            );
+        }
+    }
+}
