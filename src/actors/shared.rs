@@ -15,6 +15,7 @@ use super::device::DeviceMsg;
 use super::historian::HistorianHandle;
 use super::live::{HubMsg, LiveRegistry};
 use crate::domain::{DeviceId, Tenant, TenantId, Timestamp};
+use crate::secrets::SecretKey;
 use crate::telemetry::names;
 
 /// The current `ActorRef` of a restartable actor. Senders load it per message, so a
@@ -128,6 +129,9 @@ pub struct Runtime {
     pub started: Instant,
     pub tenants: DashMap<TenantId, Arc<TenantShared>>,
     pub historian: Arc<HistorianHandle>,
+    /// Opens device secrets where a driver is built; None when no
+    /// `THERMACORE_SECRET_KEY` is set (then no device has secrets).
+    pub secret_key: Option<Arc<SecretKey>>,
     restarts: AtomicU64,
 }
 
@@ -137,8 +141,14 @@ impl Runtime {
             started: Instant::now(),
             tenants: DashMap::new(),
             historian,
+            secret_key: None,
             restarts: AtomicU64::new(0),
         }
+    }
+
+    pub fn with_secret_key(mut self, key: Option<Arc<SecretKey>>) -> Self {
+        self.secret_key = key;
+        self
     }
 
     pub fn tenant(&self, id: TenantId) -> Option<Arc<TenantShared>> {

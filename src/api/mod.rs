@@ -1,10 +1,11 @@
 //! The HTTP face of ThermaCore (axum): GraphQL over HTTP and WebSocket, GraphiQL,
 //! Prometheus metrics, liveness and readiness. Every response carries an
-//! `x-request-id` (the client's, or a new one).
+//! `x-request-id` (the client's, or a new one); [`http`] adds the hardening layers.
 
 pub mod auth;
 pub mod error;
 pub mod graphql;
+pub mod http;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,14 +17,16 @@ use axum::Router;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use axum::extract::{Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::ApiError;
 use graphql::{ApiContext, RequestCtx, ThermaSchema};
+pub use http::ClientAddr;
 
+use crate::config::ServerConfig;
 use crate::telemetry::names;
 
 /// The running core the API serves, present once the store answered and the actor
@@ -44,15 +47,15 @@ pub struct AppState {
 #[derive(Clone)]
 pub struct RequestId(pub String);
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The routes inside the layers of [`http::harden`]; `tls` adds HSTS.
+pub fn router(state: AppState, server: &ServerConfig, tls: bool) -> Router {
+    let routes = Router::new()
         .route("/graphql", get(graphiql).post(graphql_http))
         .route("/graphql/ws", get(graphql_ws))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .layer(middleware::from_fn(request_id))
-        .with_state(state)
+        .route("/readyz", get(readyz));
+    http::harden(routes, server, tls).with_state(state)
 }
 
 async fn request_id(mut req: Request, next: Next) -> Response {
@@ -86,8 +89,11 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 }
 
 fn unavailable() -> Response {
-    let body = serde_json::json!({"errors": [{"message": "service starting, try again", "extensions": {"code": "UNAVAILABLE"}}]});
-    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    http::graphql_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service starting, try again",
+        "UNAVAILABLE",
+    )
 }
 
 async fn graphiql() -> Html<String> {

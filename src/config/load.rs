@@ -43,6 +43,10 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let mut config = parse_with_env(&text, &path.display().to_string(), std::env::vars())?;
     if let Some(dir) = path.parent() {
         config.storage.url = resolve_sqlite_path(&config.storage.url, dir);
+        if let Some(tls) = &mut config.server.tls {
+            tls.cert_file = dir.join(&tls.cert_file);
+            tls.key_file = dir.join(&tls.key_file);
+        }
     }
     Ok(config)
 }
@@ -366,7 +370,41 @@ fn validate_settings(c: &Config, origin: &str) -> Result<(), ConfigError> {
     if c.live.subscriber_queue == 0 {
         return fail("live.subscriber_queue", "must be at least 1");
     }
+    if c.server.max_body_bytes == 0 {
+        return fail("server.max_body_bytes", "must be at least 1");
+    }
+    if c.server.request_timeout_secs == 0 {
+        return fail("server.request_timeout_secs", "must be at least 1");
+    }
+    if let Some(bad) = c
+        .server
+        .cors_allowed_origins
+        .iter()
+        .find(|o| !valid_origin(o))
+    {
+        return fail(
+            "server.cors_allowed_origins",
+            &format!("`{bad}` is not an origin: use \"*\" or scheme://host[:port] without a path"),
+        );
+    }
     Ok(())
+}
+
+/// `*`, or `http(s)://host[:port]` with no path, as browsers send it in `Origin`.
+fn valid_origin(o: &str) -> bool {
+    if o == "*" {
+        return true;
+    }
+    let Some(host) = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
 }
 
 /// `sqlite:data/x.db` in `/etc/tc/` becomes `sqlite:/etc/tc/data/x.db`.

@@ -2,6 +2,7 @@
 
 mod ids;
 mod model;
+mod security;
 mod value;
 
 pub use ids::{DeviceId, TagId, TenantId, UnitId, UserId};
@@ -9,4 +10,5 @@ pub use model::{
     DataType, Device, DeviceSpec, Location, LocationError, Role, Tag, TagSpec, Tenant, Unit,
     UnitSpec, User,
 };
+pub use security::{DeviceCredentials, DeviceSecurity, DeviceTls, OpenedSecurity};
 pub use value::{Quality, QualityReason, Sample, SampleBatch, Timestamp, Value, ValueKind};

@@ -29,6 +29,7 @@ fn device_spec(name: &str, unit: Option<UnitId>) -> DeviceSpec {
             generated_tags: 3,
             ..SimConfig::default()
         }),
+        security: Default::default(),
     }
 }
 
