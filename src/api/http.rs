@@ -15,6 +15,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum_server::tls_rustls::RustlsConfig;
+use futures::StreamExt;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -177,29 +178,23 @@ async fn body_limit(State(limit): State<usize>, req: Request, next: Next) -> Res
         return too_large();
     }
     let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+    let mut stream = body.into_data_stream();
+    let mut buffered = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return graphql_error(
+                StatusCode::BAD_REQUEST,
+                "request body could not be read",
+                "BAD_REQUEST",
+            );
+        };
+        if buffered.len() + chunk.len() > limit {
+            return too_large();
         }
-        Err(e) if is_length_limit(&e) => too_large(),
-        Err(_) => graphql_error(
-            StatusCode::BAD_REQUEST,
-            "request body could not be read",
-            "BAD_REQUEST",
-        ),
+        buffered.extend_from_slice(&chunk);
     }
-}
-
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<axum::extract::rejection::LengthLimitError>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+    next.run(Request::from_parts(parts, Body::from(buffered)))
+        .await
 }
 
 /// Answers 503 with code `UNAVAILABLE` when the response is not ready in time
