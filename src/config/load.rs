@@ -64,7 +64,7 @@ pub fn parse_with_env(
 ) -> Result<Config, ConfigError> {
     let file_config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
         origin: origin.to_string(),
-        message: e.to_string().trim_end().to_string(),
+        message: parse_message(&e, text),
     })?;
     // Cross-key rules are checked on the file's own parse, so positions are the file's.
     validate_tenants(&file_config, text, origin)?;
@@ -162,6 +162,26 @@ fn apply_overrides(
         var: last_var,
         message: e.message().to_string(),
     })
+}
+
+/// toml's message quotes the offending line; a line that may hold a device secret
+/// is left out, only its position is given.
+fn parse_message(e: &toml::de::Error, text: &str) -> String {
+    const SECRET_KEYS: [&str; 3] = ["password", "key_file", "key_password"];
+    if let Some(span) = e.span() {
+        let start = span.start.min(text.len());
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let line = &text[line_start..line_end];
+        if SECRET_KEYS.iter().any(|k| line.contains(k)) {
+            return format!(
+                "{}{} (the line is not shown: it may hold a secret)",
+                e.message().trim_end(),
+                position(text, span)
+            );
+        }
+    }
+    e.to_string().trim_end().to_string()
 }
 
 fn position(text: &str, span: std::ops::Range<usize>) -> String {
