@@ -213,6 +213,20 @@ mod tests {
             "{debug}"
         );
         assert_eq!(sealed.open(&key(1)).expect("open"), opened());
+        let spec = crate::domain::DeviceSpec {
+            name: "d1".into(),
+            unit: None,
+            enabled: true,
+            poll_ms: 1000,
+            driver: crate::drivers::DriverConfig::Sim(Default::default()),
+            security: sealed.clone(),
+        };
+        let debug = format!("{spec:?}");
+        assert!(debug.contains("password: Some(***)"), "{debug}");
+        assert!(
+            !debug.contains("enc:v1") && !debug.contains("pw-plain"),
+            "{debug}"
+        );
         let e = sealed.open_for("d1", Some(&key(2))).expect_err("wrong key");
         assert!(e.to_string().contains("d1"), "{e}");
         let e = sealed.open_for("d1", None).expect_err("no key");
