@@ -17,10 +17,12 @@ use crate::actors::{RootActor, RootArgs, RootMsg, Runtime, TenantWorld};
 use crate::api::auth::{AuthError, AuthKeys};
 use crate::api::gate::Gate;
 use crate::api::graphql::{ApiContext, build_schema};
+use crate::api::http::{self, TlsError};
 use crate::api::limits::Limits;
 use crate::api::{AppState, Core, router};
-use crate::config::{Config, RunMode};
+use crate::config::{Config, RunMode, production_problems, require_tls_without_settings};
 use crate::domain::{DeviceSpec, QuotaOverrides, QuotaViolation, TagSpec, Timestamp, UnitSpec};
+use crate::secrets::{SecretError, SecretKey};
 use crate::storage::{self, Store};
 use crate::telemetry::{metrics_handle, names};
 
@@ -41,6 +43,28 @@ pub enum AppError {
     Actors(String),
     #[error("configuration: {0}")]
     Apply(#[from] ApplyError),
+    #[error("https: {0}")]
+    Tls(#[from] TlsError),
+    #[error("device secrets: {0}")]
+    Secret(#[from] SecretError),
+    #[error("refusing to start in production mode:{}", .0.iter().map(|p| format!("\n  - {p}")).collect::<String>())]
+    Production(Vec<String>),
+}
+
+/// What stops the server from the inside.
+#[derive(Debug, Clone)]
+enum Fatal {
+    Actors(String),
+    Secret(SecretError),
+}
+
+impl From<Fatal> for AppError {
+    fn from(f: Fatal) -> Self {
+        match f {
+            Fatal::Actors(e) => AppError::Actors(e),
+            Fatal::Secret(e) => AppError::Secret(e),
+        }
+    }
 }
 
 static INSTANCE: AtomicU64 = AtomicU64::new(0);
@@ -50,6 +74,9 @@ static INSTANCE: AtomicU64 = AtomicU64::new(0);
 pub enum ApplyError {
     #[error(transparent)]
     Store(#[from] storage::Error),
+    /// Device secrets cannot be sealed or opened (missing or changed key).
+    #[error("device secrets: {0}")]
+    Secret(#[from] SecretError),
     /// The configuration declares more than the tenant's quotas allow.
     #[error("tenant `{tenant}`: QUOTA_EXCEEDED: {violation}{what}")]
     Quota {
@@ -66,10 +93,45 @@ impl ApplyError {
     }
 }
 
+/// The key of `THERMACORE_SECRET_KEY`, checked: a malformed key, or a device that
+/// declares secrets while no key is set, is an error naming the device.
+pub fn secret_key(config: &Config) -> Result<Option<SecretKey>, SecretError> {
+    let key = SecretKey::from_config(config)?;
+    if key.is_none() {
+        for t in &config.tenants {
+            if let Some(d) = t.devices.iter().find(|d| d.security.has_secrets()) {
+                return Err(SecretError::MissingKey {
+                    device: format!("{}/{}", t.name.get_ref(), d.name.get_ref()),
+                });
+            }
+        }
+    }
+    Ok(key)
+}
+
+/// Fails if a device's stored secrets do not open with `key` (a changed or missing
+/// `THERMACORE_SECRET_KEY`), before anything is overwritten.
+pub async fn check_stored_secrets(
+    store: &dyn Store,
+    key: Option<&SecretKey>,
+) -> Result<(), ApplyError> {
+    for tenant in store.tenants().await? {
+        for d in store.devices(tenant.id).await? {
+            let name = format!("{}/{}", tenant.name, d.spec.name);
+            d.spec.security.open_for(&name, key)?;
+        }
+    }
+    Ok(())
+}
+
 /// Creates or updates the configured tenants (with their quotas), units, devices and
 /// tags in the store, by name; nothing is deleted. Refuses, before writing any device,
-/// a tenant whose declared devices, tags or poll periods exceed its quotas.
+/// a tenant whose declared devices, tags or poll periods exceed its quotas. Device
+/// secrets are sealed with `THERMACORE_SECRET_KEY`; secrets already stored must open
+/// with it.
 pub async fn apply_config(store: &dyn Store, config: &Config) -> Result<(), ApplyError> {
+    let key = secret_key(config)?;
+    check_stored_secrets(store, key.as_ref()).await?;
     for t in &config.tenants {
         let tenant = store.upsert_tenant(t.name.get_ref()).await?;
         let mut overrides = store
@@ -97,12 +159,18 @@ pub async fn apply_config(store: &dyn Store, config: &Config) -> Result<(), Appl
             name.as_ref().and_then(|n| units.get(n.get_ref()).copied())
         };
         for d in &t.devices {
+            let security = match &key {
+                Some(key) => d.security.seal(key)?,
+                // secret_key() made sure there is nothing to seal.
+                None => d.security.without_secrets(),
+            };
             let spec = DeviceSpec {
                 name: d.name.get_ref().clone(),
                 unit: unit_of(&d.unit),
                 enabled: d.enabled,
                 poll_ms: d.poll_ms,
                 driver: d.driver.clone(),
+                security,
             };
             let device = store.upsert_device(tenant.id, &spec).await?;
             let declared = d.tags.iter().map(|g| TagSpec {
@@ -187,26 +255,41 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
+    if config.mode == RunMode::Production {
+        let problems = production_problems(&config);
+        if !problems.is_empty() {
+            return Err(AppError::Production(problems));
+        }
+    }
+    for device in require_tls_without_settings(&config) {
+        tracing::warn!(
+            device,
+            "require_tls = true but no TLS settings: refused in production"
+        );
+    }
     let secret = config
         .auth
         .jwt_secret
         .clone()
         .ok_or(AppError::MissingSecret)?;
     let auth = Arc::new(AuthKeys::new(&secret, &config.auth)?);
+    let secret_key = secret_key(&config)?.map(Arc::new);
+    let tls = config.server.tls.as_ref().map(http::load_tls).transpose()?;
     let config = Arc::new(config);
     let state = AppState {
         core: Arc::new(ArcSwapOption::empty()),
         metrics: metrics_handle(),
     };
     let store = storage::connect(&config.storage.url, config.storage.max_connections).await?;
-    let (fatal_tx, mut fatal_rx) = watch::channel(None::<String>);
+    let (fatal_tx, mut fatal_rx) = watch::channel(None::<Fatal>);
     let (root_tx, root_rx) = watch::channel(None::<ActorRef<RootMsg>>);
-    tracing::info!(addr = %listener.local_addr()?, store = store.backend(), "listening");
+    tracing::info!(addr = %listener.local_addr()?, store = store.backend(), https = tls.is_some(), "listening");
 
     let starter = tokio::spawn(start_core(
         config.clone(),
         store.clone(),
         auth,
+        secret_key,
         state.clone(),
         fatal_tx,
         root_tx,
@@ -223,9 +306,8 @@ pub async fn run(
             _ = fatal_rx.wait_for(|f| f.is_some()) => {},
         }
     };
-    axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(stop)
-        .await?;
+    let app = router(state.clone(), &config.server, tls.is_some());
+    http::serve(listener, app, tls, stop).await?;
     starter.abort();
     maintenance.abort();
     state.core.store(None);
@@ -239,7 +321,7 @@ pub async fn run(
     }
     let fatal = fatal_seen.borrow().clone();
     match fatal {
-        Some(e) => Err(AppError::Actors(e)),
+        Some(e) => Err(e.into()),
         None => Ok(()),
     }
 }
@@ -250,8 +332,9 @@ async fn start_core(
     config: Arc<Config>,
     store: Arc<dyn Store>,
     auth: Arc<AuthKeys>,
+    secret_key: Option<Arc<SecretKey>>,
     state: AppState,
-    fatal: watch::Sender<Option<String>>,
+    fatal: watch::Sender<Option<Fatal>>,
     root_out: watch::Sender<Option<ActorRef<RootMsg>>>,
 ) {
     let mut wait = Duration::from_millis(config.storage.retry_initial_ms);
@@ -273,9 +356,14 @@ async fn start_core(
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(max);
             }
+            Err(ApplyError::Secret(e)) => {
+                tracing::error!(error = %e, "device secrets cannot be used; shutting down");
+                let _ = fatal.send(Some(Fatal::Secret(e)));
+                return;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
-                let _ = fatal.send(Some(format!("configuration: {e}")));
+                let _ = fatal.send(Some(Fatal::Actors(format!("configuration: {e}"))));
                 return;
             }
         }
@@ -291,19 +379,19 @@ async fn start_core(
                     list.join(", ")
                 );
                 tracing::error!("{msg}");
-                let _ = fatal.send(Some(msg));
+                let _ = fatal.send(Some(Fatal::Actors(msg)));
                 return;
             }
             Err(e) => {
-                let _ = fatal.send(Some(format!(
+                let _ = fatal.send(Some(Fatal::Actors(format!(
                     "production mode: cannot check for development credentials: {e}"
-                )));
+                ))));
                 return;
             }
         }
     }
     let historian = Arc::new(HistorianHandle::new(config.historian.clone()));
-    let runtime = Arc::new(Runtime::new(historian));
+    let runtime = Arc::new(Runtime::new(historian).with_secret_key(secret_key));
     let prefix = format!("tc{}", INSTANCE.fetch_add(1, Ordering::Relaxed));
     let tenants = worlds.len();
     let args = RootArgs {
@@ -318,7 +406,7 @@ async fn start_core(
     let (root, handle) = match Actor::spawn(Some(format!("{prefix}/root")), RootActor, args).await {
         Ok(r) => r,
         Err(e) => {
-            let _ = fatal.send(Some(format!("root failed to start: {e}")));
+            let _ = fatal.send(Some(Fatal::Actors(format!("root failed to start: {e}"))));
             return;
         }
     };
@@ -345,7 +433,7 @@ async fn start_core(
     }
     if !fatal.is_closed() {
         tracing::error!("the root supervisor stopped: restart intensity exceeded; shutting down");
-        let _ = fatal.send(Some("root supervisor gave up".into()));
+        let _ = fatal.send(Some(Fatal::Actors("root supervisor gave up".into())));
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`actors`]: the supervised actor tree (root, tenants, devices, cache, alert
 //!   stream, live hub, historian) and its restart policy.
 //! - [`drivers`]: the `Driver` trait and one folder per protocol (`sim` …).
+//! - [`secrets`]: the device-secret key, sealing and the `Secret` / `Sealed` types.
 //! - [`storage`]: the `Store` trait with SQLite and PostgreSQL implementations.
 //! - [`telemetry`]: tracing set-up and the metric name catalogue.
 
@@ -16,5 +17,6 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod drivers;
+pub mod secrets;
 pub mod storage;
 pub mod telemetry;

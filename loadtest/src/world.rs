@@ -35,6 +35,7 @@ pub fn sim_tenant(
                         seed: d as u64 + 1,
                         ..SimConfig::default()
                     }),
+                    security: Default::default(),
                 },
             };
             let tags = (0..tags)

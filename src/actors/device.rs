@@ -16,6 +16,7 @@ use super::shared::{LinkState, TenantShared};
 use super::tenant::DeviceWorld;
 use crate::domain::{Quality, QualityReason, Sample, SampleBatch, TagId, Timestamp, Value};
 use crate::drivers::{self, Driver, PushSink};
+use crate::secrets::SecretKey;
 use crate::telemetry::names;
 
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(30);
@@ -41,6 +42,8 @@ pub struct DeviceArgs {
     pub world: Arc<DeviceWorld>,
     pub shared: Arc<TenantShared>,
     pub historian: Arc<HistorianHandle>,
+    /// Opens the device's secrets for its driver (checked at start-up).
+    pub secret_key: Option<Arc<SecretKey>>,
 }
 
 pub struct DeviceState {
@@ -253,7 +256,11 @@ impl Actor for DeviceActor {
         _me: ActorRef<DeviceMsg>,
         args: DeviceArgs,
     ) -> Result<DeviceState, ActorProcessingErr> {
-        let mut driver = drivers::build(&args.world.device.spec.driver);
+        let spec = &args.world.device.spec;
+        let security = spec
+            .security
+            .open_for(&spec.name, args.secret_key.as_deref())?;
+        let mut driver = drivers::build(&spec.driver, security);
         let plan = driver.plan(&args.world.tags);
         let planned = plan.is_ok();
         let requests = plan.as_ref().map_or(0, |p| p.requests_per_cycle);

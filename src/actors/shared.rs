@@ -16,6 +16,7 @@ use super::historian::HistorianHandle;
 use super::live::{HubMsg, LiveRegistry};
 use super::root::{RootMsg, TenantWorld};
 use crate::domain::{DeviceId, Tenant, TenantId, Timestamp};
+use crate::secrets::SecretKey;
 use crate::telemetry::names;
 
 /// How long a caller waits for the root to start or stop a tenant.
@@ -134,6 +135,9 @@ pub struct Runtime {
     pub historian: Arc<HistorianHandle>,
     /// The root supervisor, for starting and stopping tenants at run time.
     pub root: Slot<RootMsg>,
+    /// Opens device secrets where a driver is built; None when no
+    /// `THERMACORE_SECRET_KEY` is set (then no device has secrets).
+    pub secret_key: Option<Arc<SecretKey>>,
     restarts: AtomicU64,
 }
 
@@ -144,6 +148,7 @@ impl Runtime {
             tenants: DashMap::new(),
             historian,
             root: Slot::new("root"),
+            secret_key: None,
             restarts: AtomicU64::new(0),
         }
     }
@@ -164,6 +169,11 @@ impl Runtime {
             .await
             .map_err(|e| e.to_string())?
             .success_or_else(|| "the root did not answer".to_string())
+    }
+
+    pub fn with_secret_key(mut self, key: Option<Arc<SecretKey>>) -> Self {
+        self.secret_key = key;
+        self
     }
 
     pub fn tenant(&self, id: TenantId) -> Option<Arc<TenantShared>> {

@@ -113,6 +113,7 @@ impl TenantActor {
                     world: world.clone(),
                     shared: shared.clone(),
                     historian: st.args.historian.clone(),
+                    secret_key: st.args.runtime.secret_key.clone(),
                 };
                 let (a, _) = Actor::spawn_linked(name, DeviceActor, args, sup).await?;
                 shared

@@ -1,12 +1,13 @@
 //! The HTTP face of ThermaCore (axum): GraphQL over HTTP and WebSocket, GraphiQL,
 //! Prometheus metrics, liveness and readiness. Every response carries an
-//! `x-request-id` (the client's, or a new one).
+//! `x-request-id` (the client's, or a new one); [`http`] adds the hardening layers.
 
 pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod gate;
 pub mod graphql;
+pub mod http;
 pub mod limits;
 pub mod permissions;
 pub mod tokens;
@@ -21,7 +22,7 @@ use axum::Router;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use axum::extract::{Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -29,7 +30,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use auth::{AuthError, Session};
 pub use error::ApiError;
 use graphql::{ApiContext, RequestCtx, ThermaSchema};
+pub use http::ClientAddr;
 
+use crate::config::ServerConfig;
 use crate::telemetry::names;
 
 /// The running core the API serves, present once the store answered and the actor
@@ -50,19 +53,15 @@ pub struct AppState {
 #[derive(Clone)]
 pub struct RequestId(pub String);
 
-/// The client's address, for audit records and per-address limits.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub std::net::IpAddr);
-
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The routes inside the layers of [`http::harden`]; `tls` adds HSTS.
+pub fn router(state: AppState, server: &ServerConfig, tls: bool) -> Router {
+    let routes = Router::new()
         .route("/graphql", get(graphiql).post(graphql_http))
         .route("/graphql/ws", get(graphql_ws))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .layer(middleware::from_fn(request_id))
-        .with_state(state)
+        .route("/readyz", get(readyz));
+    http::harden(routes, server, tls).with_state(state)
 }
 
 async fn request_id(mut req: Request, next: Next) -> Response {
@@ -82,13 +81,6 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         "/readyz" => "/readyz",
         _ => "other",
     };
-    if let Some(axum::extract::ConnectInfo(peer)) = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .copied()
-    {
-        req.extensions_mut().insert(ClientAddr(peer.ip()));
-    }
     let mut resp = next.run(req).await;
     let class = match resp.status().as_u16() {
         100..=399 => "ok",
@@ -103,8 +95,11 @@ async fn request_id(mut req: Request, next: Next) -> Response {
 }
 
 fn unavailable() -> Response {
-    let body = serde_json::json!({"errors": [{"message": "service starting, try again", "extensions": {"code": "UNAVAILABLE"}}]});
-    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    http::graphql_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service starting, try again",
+        "UNAVAILABLE",
+    )
 }
 
 async fn graphiql(State(state): State<AppState>) -> Response {

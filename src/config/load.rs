@@ -43,6 +43,10 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let mut config = parse_with_env(&text, &path.display().to_string(), std::env::vars())?;
     if let Some(dir) = path.parent() {
         config.storage.url = resolve_sqlite_path(&config.storage.url, dir);
+        if let Some(tls) = &mut config.server.tls {
+            tls.cert_file = dir.join(&tls.cert_file);
+            tls.key_file = dir.join(&tls.key_file);
+        }
     }
     Ok(config)
 }
@@ -60,7 +64,7 @@ pub fn parse_with_env(
 ) -> Result<Config, ConfigError> {
     let file_config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
         origin: origin.to_string(),
-        message: e.to_string().trim_end().to_string(),
+        message: parse_message(&e, text),
     })?;
     // Cross-key rules are checked on the file's own parse, so positions are the file's.
     validate_tenants(&file_config, text, origin)?;
@@ -158,6 +162,26 @@ fn apply_overrides(
         var: last_var,
         message: e.message().to_string(),
     })
+}
+
+/// toml's message quotes the offending line; a line that may hold a device secret
+/// is left out, only its position is given.
+fn parse_message(e: &toml::de::Error, text: &str) -> String {
+    const SECRET_KEYS: [&str; 3] = ["password", "key_file", "key_password"];
+    if let Some(span) = e.span() {
+        let start = span.start.min(text.len());
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let line = &text[line_start..line_end];
+        if SECRET_KEYS.iter().any(|k| line.contains(k)) {
+            return format!(
+                "{}{} (the line is not shown: it may hold a secret)",
+                e.message().trim_end(),
+                position(text, span)
+            );
+        }
+    }
+    e.to_string().trim_end().to_string()
 }
 
 fn position(text: &str, span: std::ops::Range<usize>) -> String {
@@ -366,7 +390,41 @@ fn validate_settings(c: &Config, origin: &str) -> Result<(), ConfigError> {
     if c.live.subscriber_queue == 0 {
         return fail("live.subscriber_queue", "must be at least 1");
     }
+    if c.server.max_body_bytes == 0 {
+        return fail("server.max_body_bytes", "must be at least 1");
+    }
+    if c.server.request_timeout_secs == 0 {
+        return fail("server.request_timeout_secs", "must be at least 1");
+    }
+    if let Some(bad) = c
+        .server
+        .cors_allowed_origins
+        .iter()
+        .find(|o| !valid_origin(o))
+    {
+        return fail(
+            "server.cors_allowed_origins",
+            &format!("`{bad}` is not an origin: use \"*\" or scheme://host[:port] without a path"),
+        );
+    }
     Ok(())
+}
+
+/// `*`, or `http(s)://host[:port]` with no path, as browsers send it in `Origin`.
+fn valid_origin(o: &str) -> bool {
+    if o == "*" {
+        return true;
+    }
+    let Some(host) = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
 }
 
 /// `sqlite:data/x.db` in `/etc/tc/` becomes `sqlite:/etc/tc/data/x.db`.

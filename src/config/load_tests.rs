@@ -177,3 +177,35 @@ fn the_example_documents_every_key() {
         }
     }
 }
+
+#[test]
+fn device_security_parses_and_errors_never_quote_a_secret() {
+    let text = format!(
+        "{GOOD}[tenants.devices.security]\nrequire_tls = true\ntls = {{ ca_file = \"ca.pem\", key_file = \"k.pem\" }}\ncredentials = {{ username = \"u\", password = \"pw-xyzzy\" }}\n"
+    );
+    let c = parse_str(&text, "test.toml").expect("valid");
+    let security = &c.tenants[0].devices[0].security;
+    assert!(security.require_tls && security.has_secrets());
+    assert!(!format!("{c:?}").contains("pw-xyzzy"));
+
+    let bad = text.replace("password = ", "bogus = 1, password = ");
+    let e = err(&bad);
+    assert!(e.contains("bogus") && e.contains("line"), "{e}");
+    assert!(!e.contains("pw-xyzzy"), "{e}");
+}
+
+#[test]
+fn server_settings_are_checked() {
+    let e = err("[server]\ncors_allowed_origins = [\"ops.example/\"]");
+    assert!(e.contains("server.cors_allowed_origins"), "{e}");
+    let c = parse_str(
+        "[server]\ncors_allowed_origins = [\"https://ops.example:8443\", \"*\"]\ntls = { cert_file = \"c.pem\", key_file = \"k.pem\" }",
+        "test.toml",
+    )
+    .expect("valid");
+    assert_eq!(c.server.cors_allowed_origins.len(), 2);
+    assert_eq!(c.server.max_body_bytes, 1_048_576);
+    assert_eq!(c.server.request_timeout_secs, 30);
+    assert!(err("[server]\nmax_body_bytes = 0").contains("server.max_body_bytes"));
+    assert!(err("[server]\nrequest_timeout_secs = 0").contains("server.request_timeout_secs"));
+}

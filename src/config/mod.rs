@@ -4,6 +4,8 @@
 
 mod load;
 mod model;
+mod production;
 
 pub use load::{ConfigError, load_file, parse_str};
 pub use model::*;
+pub use production::{production_problems, require_tls_without_settings};

@@ -1,11 +1,12 @@
 //! The configuration's types and their compiled-in defaults.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::domain::{DataType, Location, QuotaOverrides, Quotas};
+use crate::domain::{DataType, Location, OpenedSecurity, QuotaOverrides, Quotas};
 use crate::drivers::DriverConfig;
 
 /// The whole configuration file.
@@ -65,6 +66,18 @@ pub struct ServerConfig {
     /// Address of the HTTP listener (GraphQL, metrics, health).
     pub listen: SocketAddr,
     pub log_format: LogFormat,
+    /// Serve HTTPS with these PEM files; plain HTTP when absent.
+    pub tls: Option<ServerTlsConfig>,
+    /// Take the client address from the first `X-Forwarded-For` entry (only behind a
+    /// proxy that sets it; otherwise clients could pick their own address).
+    pub trust_forwarded_for: bool,
+    /// Origins allowed by CORS: empty = no CORS headers, `"*"` = any origin.
+    pub cors_allowed_origins: Vec<String>,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// An HTTP request not answered within this time gets 503 (not WebSockets once
+    /// upgraded).
+    pub request_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -72,8 +85,22 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             log_format: LogFormat::Text,
+            tls: None,
+            trust_forwarded_for: false,
+            cors_allowed_origins: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            request_timeout_secs: 30,
         }
     }
+}
+
+/// The API's certificate chain and private key, PEM files (relative paths are taken
+/// next to the config file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -319,6 +346,10 @@ pub struct DeviceConfig {
     pub poll_ms: u64,
     /// The protocol part, tagged by `protocol`.
     pub driver: DriverConfig,
+    /// TLS and credentials of the link, in plaintext here; sealed with
+    /// `THERMACORE_SECRET_KEY` before they are stored.
+    #[serde(default)]
+    pub security: OpenedSecurity,
     #[serde(default)]
     pub tags: Vec<TagConfig>,
 }

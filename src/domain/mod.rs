@@ -1,10 +1,12 @@
 //! Plain data types shared by every layer: ids, values, samples and the configured world.
 
+mod device_security;
 mod ids;
 mod model;
 mod security;
 mod value;
 
+pub use device_security::{DeviceCredentials, DeviceSecurity, DeviceTls, OpenedSecurity};
 pub use ids::{DeviceId, TagId, TenantId, UnitId, UserId};
 pub use model::{
     DataType, Device, DeviceSpec, Location, LocationError, Role, Tag, TagSpec, Tenant, Unit,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+use super::device_security::DeviceSecurity;
 use super::ids::{DeviceId, TagId, TenantId, UnitId, UserId};
 use crate::drivers::DriverConfig;
 
@@ -82,6 +83,9 @@ pub struct DeviceSpec {
     /// Poll period; 0 polls again as soon as a poll finishes (load tests).
     pub poll_ms: u64,
     pub driver: DriverConfig,
+    /// TLS and credentials of the link, secrets sealed.
+    #[serde(default)]
+    pub security: DeviceSecurity,
 }
 
 #[derive(Debug, Clone, PartialEq)]

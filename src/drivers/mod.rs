@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Sample, Tag, TagSpec, Timestamp, Value};
+use crate::domain::{OpenedSecurity, Sample, Tag, TagSpec, Timestamp, Value};
 
 /// Errors a driver reports to its device actor.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -110,9 +110,14 @@ impl DriverConfig {
     }
 }
 
-/// The registration table: one line per protocol.
-pub fn build(config: &DriverConfig) -> Box<dyn Driver> {
+/// The registration table: one line per protocol. `security` carries the device's
+/// TLS settings and credentials, secrets opened (the sim has no link to secure).
+pub fn build(config: &DriverConfig, security: OpenedSecurity) -> Box<dyn Driver> {
     match config {
-        DriverConfig::Sim(c) => Box::new(sim::SimDriver::new(c.clone())),
+        DriverConfig::Sim(c) => {
+            // A simulated device has no link to secure.
+            drop(security);
+            Box::new(sim::SimDriver::new(c.clone()))
+        }
     }
 }

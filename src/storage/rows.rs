@@ -6,8 +6,8 @@ use sqlx::FromRow;
 
 use super::{Error, Result, codec};
 use crate::domain::{
-    DataType, Device, DeviceId, DeviceSpec, Location, Role, Sample, Tag, TagId, TagSpec, TenantId,
-    Timestamp, Unit, UnitId, UnitSpec, User, UserId,
+    DataType, Device, DeviceId, DeviceSecurity, DeviceSpec, Location, Role, Sample, Tag, TagId,
+    TagSpec, TenantId, Timestamp, Unit, UnitId, UnitSpec, User, UserId,
 };
 use crate::drivers::DriverConfig;
 
@@ -151,6 +151,17 @@ pub(super) struct DeviceRow {
     enabled: bool,
     poll_ms: i64,
     driver_config: String,
+    security: Option<String>,
+}
+
+/// The `security` column: NULL when nothing is set, else JSON with sealed secrets.
+pub(super) fn security_column(spec: &DeviceSpec) -> Result<Option<String>> {
+    if spec.security.is_default() {
+        return Ok(None);
+    }
+    serde_json::to_string(&spec.security)
+        .map(Some)
+        .map_err(|e| invalid(format!("security of `{}`: {e}", spec.name)))
 }
 
 impl TryFrom<DeviceRow> for Device {
@@ -162,6 +173,18 @@ impl TryFrom<DeviceRow> for Device {
         let driver: DriverConfig = serde_json::from_str(&r.driver_config).map_err(|e| {
             Error::Corrupt(format!("devices.driver_config of device {}: {e}", r.id))
         })?;
+        let security = match &r.security {
+            None => DeviceSecurity::default(),
+            // The error names the column, never the content.
+            Some(json) => serde_json::from_str(json).map_err(|e| {
+                Error::Corrupt(format!(
+                    "devices.security of device {}: {:?} error at column {}",
+                    r.id,
+                    e.classify(),
+                    e.column()
+                ))
+            })?,
+        };
         Ok(Device {
             id: DeviceId(r.id),
             tenant: TenantId(r.tenant_id),
@@ -171,6 +194,7 @@ impl TryFrom<DeviceRow> for Device {
                 enabled: r.enabled,
                 poll_ms,
                 driver,
+                security,
             },
         })
     }

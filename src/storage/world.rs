@@ -12,7 +12,7 @@ use crate::domain::{
     UnitSpec, User, UserId,
 };
 use crate::storage::rows::{
-    DeviceRow, TagRow, UnitRow, UserRow, insert_error, invalid, poll_ms_column,
+    DeviceRow, TagRow, UnitRow, UserRow, insert_error, invalid, poll_ms_column, security_column,
 };
 use crate::storage::{Error, Result};
 
@@ -162,15 +162,16 @@ pub(super) async fn upsert_device(
 ) -> Result<Device> {
     let driver_config = serde_json::to_string(&spec.driver)
         .map_err(|e| invalid(format!("driver config of `{}`: {e}", spec.name)))?;
+    let security = security_column(spec)?;
     // The unit, if any, must be one of this tenant's: otherwise nothing is inserted.
     let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO devices (tenant_id, unit_id, name, enabled, poll_ms, protocol, driver_config) \
-         SELECT $1, $2, $3, $4, $5, $6, $7 \
+        "INSERT INTO devices (tenant_id, unit_id, name, enabled, poll_ms, protocol, driver_config, \
+         security) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
          WHERE $2 IS NULL OR EXISTS (SELECT 1 FROM units WHERE id = $2 AND tenant_id = $1) \
          ON CONFLICT (tenant_id, name) DO UPDATE SET unit_id = excluded.unit_id, \
          enabled = excluded.enabled, poll_ms = excluded.poll_ms, \
-         protocol = excluded.protocol, driver_config = excluded.driver_config \
-         RETURNING id",
+         protocol = excluded.protocol, driver_config = excluded.driver_config, \
+         security = excluded.security RETURNING id",
     )
     .bind(tenant.0)
     .bind(spec.unit.map(|u| u.0))
@@ -179,6 +180,7 @@ pub(super) async fn upsert_device(
     .bind(poll_ms_column(spec.poll_ms)?)
     .bind(spec.driver.protocol())
     .bind(&driver_config)
+    .bind(security.as_deref())
     .fetch_optional(pool)
     .await
     .map_err(|e| insert_error(e, || spec.name.clone(), &format!("tenant {tenant}")))?;
@@ -264,7 +266,8 @@ pub(super) async fn devices(
     only: Option<DeviceId>,
 ) -> Result<Vec<Device>> {
     let rows: Vec<DeviceRow> = sqlx::query_as(
-        "SELECT id, tenant_id, unit_id, name, enabled, poll_ms, driver_config FROM devices \
+        "SELECT id, tenant_id, unit_id, name, enabled, poll_ms, driver_config, security \
+         FROM devices \
          WHERE tenant_id = $1 AND ($2 IS NULL OR id = $2) ORDER BY id",
     )
     .bind(tenant.0)

@@ -90,7 +90,21 @@ pub async fn start_unprepared(config: Config) -> TestServer {
 
 impl TestServer {
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let scheme = if self.config.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}{}", self.addr, path)
+    }
+
+    /// Replaces the HTTP client (an HTTPS test trusts its own certificate).
+    pub fn set_client(&mut self, client: reqwest::Client) {
+        self.http = client;
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.http
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

@@ -2,11 +2,12 @@
 //! checked for tenant isolation.
 
 use thermacore::domain::{
-    DataType, Device, DeviceSpec, Location, Role, Tag, TagSpec, Tenant, TenantId, UnitId, UnitSpec,
-    UserId,
+    DataType, Device, DeviceCredentials, DeviceSpec, Location, OpenedSecurity, Role, Tag, TagSpec,
+    Tenant, TenantId, UnitId, UnitSpec, UserId,
 };
 use thermacore::drivers::DriverConfig;
 use thermacore::drivers::sim::SimConfig;
+use thermacore::secrets::{Secret, SecretKey};
 use thermacore::storage::{Error, Store};
 
 /// What the world part sets up for the history part.
@@ -29,6 +30,7 @@ fn device_spec(name: &str, unit: Option<UnitId>) -> DeviceSpec {
             generated_tags: 3,
             ..SimConfig::default()
         }),
+        security: Default::default(),
     }
 }
 
@@ -91,6 +93,18 @@ pub async fn world(store: &dyn Store) -> World {
     let device = store.upsert_device(a.id, &spec).await.expect("device");
     spec.enabled = false;
     spec.poll_ms = 250;
+    // Security settings round-trip, secrets sealed.
+    let key = SecretKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("key");
+    spec.security = OpenedSecurity {
+        require_tls: true,
+        tls: None,
+        credentials: Some(DeviceCredentials {
+            username: "op".into(),
+            password: Some(Secret::new("pw")),
+        }),
+    }
+    .seal(&key)
+    .expect("seal");
     let device2 = store
         .upsert_device(a.id, &spec)
         .await

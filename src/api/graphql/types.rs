@@ -391,6 +391,58 @@ pub struct Device {
     pub enabled: bool,
     pub poll_ms: u64,
     pub unit_id: Option<ID>,
+    pub security: DeviceSecurity,
+}
+
+/// What a secret field shows when it is set: never the value, never the ciphertext.
+const MASK: &str = "***";
+
+fn mask<S>(s: &Option<S>) -> Option<String> {
+    s.as_ref().map(|_| MASK.to_string())
+}
+
+/// A device's link security. Secret fields read `***` when set, null when not.
+#[derive(SimpleObject, Clone)]
+pub struct DeviceSecurity {
+    /// The driver refuses a link without TLS.
+    pub require_tls: bool,
+    pub tls: Option<DeviceTls>,
+    pub credentials: Option<DeviceCredentials>,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct DeviceTls {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    /// `***` when set.
+    pub key_file: Option<String>,
+    /// `***` when set.
+    pub key_password: Option<String>,
+}
+
+#[derive(SimpleObject, Clone)]
+pub struct DeviceCredentials {
+    pub username: String,
+    /// `***` when set.
+    pub password: Option<String>,
+}
+
+impl From<&domain::DeviceSecurity> for DeviceSecurity {
+    fn from(s: &domain::DeviceSecurity) -> Self {
+        DeviceSecurity {
+            require_tls: s.require_tls,
+            tls: s.tls.as_ref().map(|t| DeviceTls {
+                ca_file: t.ca_file.clone(),
+                cert_file: t.cert_file.clone(),
+                key_file: mask(&t.key_file),
+                key_password: mask(&t.key_password),
+            }),
+            credentials: s.credentials.as_ref().map(|c| DeviceCredentials {
+                username: c.username.clone(),
+                password: mask(&c.password),
+            }),
+        }
+    }
 }
 
 #[ComplexObject]
@@ -430,6 +482,7 @@ impl From<domain::Device> for Device {
             enabled: d.spec.enabled,
             poll_ms: d.spec.poll_ms,
             unit_id: d.spec.unit.map(|u| ID(u.to_string())),
+            security: (&d.spec.security).into(),
         }
     }
 }
