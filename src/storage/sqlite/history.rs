@@ -225,22 +225,6 @@ pub(super) async fn count_samples(pool: &SqlitePool, tenant: TenantId) -> Result
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_cover_the_batch_with_cached_sizes() {
-        for n in [1, 2, 3, 1000, 4095, 4096, 4097, 100_000] {
-            let sizes: Vec<usize> = chunk_sizes(n).collect();
-            assert_eq!(sizes.iter().sum::<usize>(), n);
-            assert!(sizes.iter().all(|s| s.is_power_of_two() && *s <= MAX_ROWS));
-            assert!(sizes.windows(2).all(|w| w[0] >= w[1]));
-        }
-        assert_eq!(insert_sql(2).matches('?').count(), 2 * BINDS_PER_ROW);
-    }
-}
-
 /// History retention: deletes a tenant's samples older than `before`.
 pub(super) async fn delete_before(
     pool: &super::Pool,
@@ -255,4 +239,20 @@ pub(super) async fn delete_before(
             .await?
             .rows_affected(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_the_batch_with_cached_sizes() {
+        for n in [1, 2, 3, 1000, 4095, 4096, 4097, 100_000] {
+            let sizes: Vec<usize> = chunk_sizes(n).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n);
+            assert!(sizes.iter().all(|s| s.is_power_of_two() && *s <= MAX_ROWS));
+            assert!(sizes.windows(2).all(|w| w[0] >= w[1]));
+        }
+        assert_eq!(insert_sql(2).matches('?').count(), 2 * BINDS_PER_ROW);
+    }
 }
