@@ -766,10 +766,37 @@ async fn bad_tokens_are_refused_and_tampered_ones_audited() {
         b64.encode(r#"{"alg":"none","typ":"JWT"}"#),
         b64.encode(claims.to_string())
     );
+    // Signed with the right secret, but expired, not yet valid, for another audience,
+    // or with another algorithm than the pinned HS256.
+    let now = chrono::Utc::now().timestamp();
+    let forge = |alg: jsonwebtoken::Algorithm, change: &dyn Fn(&mut Value)| {
+        let mut c =
+            serde_json::from_slice::<Value>(&b64.decode(parts[1]).expect("b64")).expect("json");
+        change(&mut c);
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(alg),
+            &c,
+            &jsonwebtoken::EncodingKey::from_secret(server::SECRET.as_bytes()),
+        )
+        .expect("encode")
+    };
+    use jsonwebtoken::Algorithm::{HS256, HS512};
+    let expired = forge(HS256, &|c| {
+        c["exp"] = json!(now - 60);
+        c["nbf"] = json!(now - 120);
+    });
+    let early = forge(HS256, &|c| c["nbf"] = json!(now + 60));
+    let audience = forge(HS256, &|c| c["aud"] = json!("elsewhere"));
+    let hs512 = forge(HS512, &|_| {});
+    let r = s.gql(Some(&expired), "{devices{id}}", json!({})).await;
+    assert_eq!(code(&r), "UNAUTHENTICATED", "expired: {r}");
     for (what, token) in [
         ("tampered", tampered.as_str()),
         ("alg none", none.as_str()),
         ("garbage", "abc.def.ghi"),
+        ("not yet valid", early.as_str()),
+        ("wrong audience", audience.as_str()),
+        ("HS512", hs512.as_str()),
     ] {
         let r = post_with_id(&s, Some(token), "{devices{id}}", &format!("bad-{what}")).await;
         assert_eq!(code(&r), "UNAUTHENTICATED", "{what}: {r}");
@@ -786,10 +813,15 @@ async fn bad_tokens_are_refused_and_tampered_ones_audited() {
         .data(&platform, r#"{auditLog(first: 100, allTenants: true, filter:{outcome: DENIED}){records{requestId reason action}}}"#, json!({}))
         .await;
     let text = log.to_string();
-    assert!(
-        text.contains("bad-tampered") && text.contains("bad-alg none"),
-        "{text}"
-    );
+    for what in [
+        "tampered",
+        "alg none",
+        "not yet valid",
+        "wrong audience",
+        "HS512",
+    ] {
+        assert!(text.contains(&format!("bad-{what}")), "{what}: {text}");
+    }
 }
 
 #[tokio::test]
