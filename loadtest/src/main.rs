@@ -1,6 +1,8 @@
-//! `thermacore-loadtest`: benchmarks of the ThermaCore data path. Each scenario
+//! `thermacore-loadtest`: benchmarks of the ThermaCore data path and of the API's
+//! security path. Each scenario
 //! prints one line of figures; run several times and quote medians.
 
+mod auth;
 mod idle;
 mod inmem;
 mod persisted;
@@ -50,6 +52,12 @@ enum Scenario {
         #[arg(long, default_value_t = 10_000)]
         devices: usize,
     },
+    /// The security path of one API request: JWT verification, revocation gate, rate
+    /// limiters.
+    Auth {
+        #[arg(long, default_value_t = 1_000_000)]
+        iterations: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,6 +94,7 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Scenario::Idle { devices } => idle::run(devices).await,
+            Scenario::Auth { iterations } => auth::run(iterations).await,
         }
     })
 }

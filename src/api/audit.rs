@@ -112,35 +112,25 @@ fn is_secret_key(key: &str) -> bool {
 
 /// The input with secret fields replaced by `"***"`, as JSON, at most 2 KiB.
 pub fn redacted_summary(args: &[(Name, Value)]) -> String {
+    fn field(key: &str, v: &Value) -> (String, serde_json::Value) {
+        let v = if is_secret_key(key) {
+            serde_json::Value::String("***".into())
+        } else {
+            redact(v)
+        };
+        (key.to_string(), v)
+    }
     fn redact(v: &Value) -> serde_json::Value {
         match v {
-            Value::Object(map) => serde_json::Value::Object(
-                map.iter()
-                    .map(|(k, v)| {
-                        let v = if is_secret_key(k) {
-                            serde_json::Value::String("***".into())
-                        } else {
-                            redact(v)
-                        };
-                        (k.to_string(), v)
-                    })
-                    .collect(),
-            ),
+            Value::Object(map) => {
+                serde_json::Value::Object(map.iter().map(|(k, v)| field(k, v)).collect())
+            }
             Value::List(items) => serde_json::Value::Array(items.iter().map(redact).collect()),
             other => other.clone().into_json().unwrap_or(serde_json::Value::Null),
         }
     }
-    let map: serde_json::Map<String, serde_json::Value> = args
-        .iter()
-        .map(|(k, v)| {
-            let v = if is_secret_key(k) {
-                serde_json::Value::String("***".into())
-            } else {
-                redact(v)
-            };
-            (k.to_string(), v)
-        })
-        .collect();
+    let map: serde_json::Map<String, serde_json::Value> =
+        args.iter().map(|(k, v)| field(k, v)).collect();
     let mut text = serde_json::Value::Object(map).to_string();
     if text.len() > 2048 {
         let mut cut = 2048;

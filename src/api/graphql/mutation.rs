@@ -81,9 +81,29 @@ fn user_id(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<UserId> {
         .map_err(|_| fail(ctx, ApiError::NotFound("user")))
 }
 
-fn tenant_id(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<TenantId> {
-    id.parse()
-        .map_err(|_| fail(ctx, ApiError::NotFound("tenant")))
+/// The tenant named by `id`, or NOT_FOUND.
+async fn existing_tenant(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<TenantRecord> {
+    let tid: TenantId = id
+        .parse()
+        .map_err(|_| fail(ctx, ApiError::NotFound("tenant")))?;
+    api(ctx)
+        .store
+        .tenant_record(tid)
+        .await
+        .map_err(|e| fail(ctx, e))?
+        .ok_or_else(|| fail(ctx, ApiError::NotFound("tenant")))
+}
+
+/// Loads a tenant's world and starts its actors.
+async fn start_tenant(ctx: &Context<'_>, record: &TenantRecord) -> async_graphql::Result<()> {
+    let a = api(ctx);
+    let world = TenantWorld::load(a.store.as_ref(), record.tenant.clone())
+        .await
+        .map_err(|e| fail(ctx, e))?;
+    a.runtime
+        .start_tenant(world)
+        .await
+        .map_err(|e| fail(ctx, ApiError::Unavailable(e)))
 }
 
 fn tenant_info(ctx: &Context<'_>, r: TenantRecord) -> TenantInfo {
@@ -265,8 +285,9 @@ impl MutationRoot {
                     n.reason = Some("refresh_token_reuse,session_revoked".into());
                     n.actor = Some(Actor {
                         tenant: Some(t.tenant),
+                        tenant_name: a.gate.tenant(t.tenant).map(|s| s.record.tenant.name),
                         user: Some(t.user),
-                        ..Actor::default()
+                        username: None,
                     });
                 });
                 return Err(fail(ctx, ApiError::Unauthenticated));
@@ -335,11 +356,19 @@ impl MutationRoot {
             .await
             .map_err(|e| fail(ctx, e))?;
         a.gate.revoke_family(&token.family);
+        let username = a
+            .store
+            .user_by_id(token.tenant, token.user)
+            .await
+            .ok()
+            .flatten()
+            .map(|u| u.username);
         note(ctx, |n| {
             n.actor = Some(Actor {
                 tenant: Some(token.tenant),
+                tenant_name: a.gate.tenant(token.tenant).map(|t| t.record.tenant.name),
                 user: Some(token.user),
-                ..Actor::default()
+                username,
             });
             n.resource_id = Some(token.user.to_string());
         });
@@ -581,13 +610,7 @@ impl MutationRoot {
         };
         a.gate.set_user(state_of(&admin));
         a.gate.put_tenant(record.clone());
-        let world = TenantWorld::load(a.store.as_ref(), record.tenant.clone())
-            .await
-            .map_err(|e| fail(ctx, e))?;
-        a.runtime
-            .start_tenant(world)
-            .await
-            .map_err(|e| fail(ctx, ApiError::Unavailable(e)))?;
+        start_tenant(ctx, &record).await?;
         Ok(tenant_info(ctx, record))
     }
 
@@ -600,13 +623,8 @@ impl MutationRoot {
         disabled: bool,
     ) -> async_graphql::Result<TenantInfo> {
         let a = api(ctx);
-        let tid = tenant_id(ctx, &id)?;
-        let current = a
-            .store
-            .tenant_record(tid)
-            .await
-            .map_err(|e| fail(ctx, e))?
-            .ok_or_else(|| fail(ctx, ApiError::NotFound("tenant")))?;
+        let current = existing_tenant(ctx, &id).await?;
+        let tid = current.tenant.id;
         if current.tenant.name == SYSTEM_TENANT && disabled {
             return Err(fail(
                 ctx,
@@ -626,13 +644,7 @@ impl MutationRoot {
                 .await
                 .map_err(|e| fail(ctx, ApiError::Unavailable(e)))?;
         } else {
-            let world = TenantWorld::load(a.store.as_ref(), record.tenant.clone())
-                .await
-                .map_err(|e| fail(ctx, e))?;
-            a.runtime
-                .start_tenant(world)
-                .await
-                .map_err(|e| fail(ctx, ApiError::Unavailable(e)))?;
+            start_tenant(ctx, &record).await?;
         }
         Ok(tenant_info(ctx, record))
     }
@@ -647,13 +659,8 @@ impl MutationRoot {
         quotas: QuotaInput,
     ) -> async_graphql::Result<TenantInfo> {
         let a = api(ctx);
-        let tid = tenant_id(ctx, &id)?;
-        let current = a
-            .store
-            .tenant_record(tid)
-            .await
-            .map_err(|e| fail(ctx, e))?
-            .ok_or_else(|| fail(ctx, ApiError::NotFound("tenant")))?;
+        let current = existing_tenant(ctx, &id).await?;
+        let tid = current.tenant.id;
         let mut overrides = current.quotas;
         overrides.merge(&quotas.into());
         let record = a
@@ -671,13 +678,8 @@ impl MutationRoot {
     async fn delete_tenant(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let a = api(ctx);
         let s = session(ctx)?;
-        let tid = tenant_id(ctx, &id)?;
-        let current = a
-            .store
-            .tenant_record(tid)
-            .await
-            .map_err(|e| fail(ctx, e))?
-            .ok_or_else(|| fail(ctx, ApiError::NotFound("tenant")))?;
+        let current = existing_tenant(ctx, &id).await?;
+        let tid = current.tenant.id;
         if current.tenant.name == SYSTEM_TENANT || tid == s.tenant {
             return Err(fail(
                 ctx,
