@@ -5,6 +5,7 @@
 //! writes commands, and may push samples on its own (`PushSink`). The device actor
 //! owns scheduling, backoff and the reaction to errors.
 
+pub mod modbus;
 pub mod sim;
 
 use std::sync::Arc;
