@@ -79,7 +79,7 @@ pub fn introspection_enabled(config: &Config) -> bool {
 /// recursion) and the audit extension.
 pub fn build_schema(api: Arc<ApiContext>) -> ThermaSchema {
     let c = &api.config.api;
-    let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+    let builder = Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
         .limit_depth(c.max_query_depth)
         .limit_complexity(c.max_query_complexity)
         .limit_recursive_depth(64)
@@ -96,7 +96,7 @@ pub fn build_schema(api: Arc<ApiContext>) -> ThermaSchema {
 
 /// The SDL of the schema (`thermacore schema`, `schema/schema.graphql`).
 pub fn sdl() -> String {
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+    Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
         .finish()
         .sdl()
 }

@@ -303,7 +303,7 @@ impl QueryRoot {
         let filter = AuditFilter {
             action: f.action,
             username: f.username,
-            outcome: f.outcome.map(|o| o.domain()),
+            outcome: f.outcome.map(Into::into),
             resource_type: f.resource_type,
             from: f.from.map(Timestamp::from_datetime),
             to: f.to.map(Timestamp::from_datetime),
@@ -329,12 +329,7 @@ impl QueryRoot {
         let defaults = a.gate.defaults();
         Ok(records
             .into_iter()
-            .map(|r| TenantInfo {
-                id: ID(r.tenant.id.to_string()),
-                quotas: r.quotas.over(&defaults).into(),
-                name: r.tenant.name,
-                disabled: r.disabled,
-            })
+            .map(|r| TenantInfo::new(r, &defaults))
             .collect())
     }
 }
