@@ -62,25 +62,14 @@ impl DeviceSecurity {
 
     /// Opens every secret with `key`.
     pub fn open(&self, key: &SecretKey) -> Result<OpenedSecurity, SecretError> {
-        let open = |s: &Option<Sealed>| s.as_ref().map(|s| key.open(s)).transpose();
+        let (require_tls, tls, credentials) =
+            map_secrets(self.require_tls, &self.tls, &self.credentials, &|s| {
+                key.open(s).map(Some)
+            })?;
         Ok(OpenedSecurity {
-            require_tls: self.require_tls,
-            tls: match &self.tls {
-                Some(t) => Some(DeviceTls {
-                    ca_file: t.ca_file.clone(),
-                    cert_file: t.cert_file.clone(),
-                    key_file: open(&t.key_file)?,
-                    key_password: open(&t.key_password)?,
-                }),
-                None => None,
-            },
-            credentials: match &self.credentials {
-                Some(c) => Some(DeviceCredentials {
-                    username: c.username.clone(),
-                    password: open(&c.password)?,
-                }),
-                None => None,
-            },
+            require_tls,
+            tls,
+            credentials,
         })
     }
 
@@ -100,19 +89,15 @@ impl DeviceSecurity {
             None if self.has_secrets() => Err(SecretError::MissingKey {
                 device: device.to_string(),
             }),
-            None => Ok(OpenedSecurity {
-                require_tls: self.require_tls,
-                tls: self.tls.as_ref().map(|t| DeviceTls {
-                    ca_file: t.ca_file.clone(),
-                    cert_file: t.cert_file.clone(),
-                    key_file: None,
-                    key_password: None,
-                }),
-                credentials: self.credentials.as_ref().map(|c| DeviceCredentials {
-                    username: c.username.clone(),
-                    password: None,
-                }),
-            }),
+            None => {
+                let (require_tls, tls, credentials) =
+                    without(self.require_tls, &self.tls, &self.credentials);
+                Ok(OpenedSecurity {
+                    require_tls,
+                    tls,
+                    credentials,
+                })
+            }
         }
     }
 }
@@ -120,49 +105,77 @@ impl DeviceSecurity {
 impl OpenedSecurity {
     /// Seals every secret with `key` (what `apply_config` stores).
     pub fn seal(&self, key: &SecretKey) -> Result<DeviceSecurity, SecretError> {
-        let seal = |s: &Option<Secret>| s.as_ref().map(|s| key.seal(s)).transpose();
+        let (require_tls, tls, credentials) =
+            map_secrets(self.require_tls, &self.tls, &self.credentials, &|s| {
+                key.seal(s).map(Some)
+            })?;
         Ok(DeviceSecurity {
-            require_tls: self.require_tls,
-            tls: match &self.tls {
-                Some(t) => Some(DeviceTls {
-                    ca_file: t.ca_file.clone(),
-                    cert_file: t.cert_file.clone(),
-                    key_file: seal(&t.key_file)?,
-                    key_password: seal(&t.key_password)?,
-                }),
-                None => None,
-            },
-            credentials: match &self.credentials {
-                Some(c) => Some(DeviceCredentials {
-                    username: c.username.clone(),
-                    password: seal(&c.password)?,
-                }),
-                None => None,
-            },
+            require_tls,
+            tls,
+            credentials,
         })
     }
 
     /// The settings with every secret field left out (for a device without secrets,
     /// when no key is configured).
     pub fn without_secrets(&self) -> DeviceSecurity {
+        let (require_tls, tls, credentials) =
+            without(self.require_tls, &self.tls, &self.credentials);
         DeviceSecurity {
-            require_tls: self.require_tls,
-            tls: self.tls.as_ref().map(|t| DeviceTls {
-                ca_file: t.ca_file.clone(),
-                cert_file: t.cert_file.clone(),
-                key_file: None,
-                key_password: None,
-            }),
-            credentials: self.credentials.as_ref().map(|c| DeviceCredentials {
-                username: c.username.clone(),
-                password: None,
-            }),
+            require_tls,
+            tls,
+            credentials,
         }
     }
 
     /// True if any secret field is set (a key is needed to store it).
     pub fn has_secrets(&self) -> bool {
         any_secret(&self.tls, &self.credentials)
+    }
+}
+
+/// The settings of one form (sealed, opened) turned into the other, each secret
+/// through `f`; `f` answering `None` leaves the field out.
+type Mapped<T> = (bool, Option<DeviceTls<T>>, Option<DeviceCredentials<T>>);
+
+fn map_secrets<S, T, E>(
+    require_tls: bool,
+    tls: &Option<DeviceTls<S>>,
+    credentials: &Option<DeviceCredentials<S>>,
+    f: &dyn Fn(&S) -> Result<Option<T>, E>,
+) -> Result<Mapped<T>, E> {
+    let field =
+        |s: &Option<S>| -> Result<Option<T>, E> { Ok(s.as_ref().map(f).transpose()?.flatten()) };
+    let tls = match tls {
+        Some(t) => Some(DeviceTls {
+            ca_file: t.ca_file.clone(),
+            cert_file: t.cert_file.clone(),
+            key_file: field(&t.key_file)?,
+            key_password: field(&t.key_password)?,
+        }),
+        None => None,
+    };
+    let credentials = match credentials {
+        Some(c) => Some(DeviceCredentials {
+            username: c.username.clone(),
+            password: field(&c.password)?,
+        }),
+        None => None,
+    };
+    Ok((require_tls, tls, credentials))
+}
+
+/// The settings with every secret left out.
+fn without<S, T>(
+    require_tls: bool,
+    tls: &Option<DeviceTls<S>>,
+    credentials: &Option<DeviceCredentials<S>>,
+) -> Mapped<T> {
+    match map_secrets(require_tls, tls, credentials, &|_| {
+        Ok::<_, std::convert::Infallible>(None)
+    }) {
+        Ok(m) => m,
+        Err(never) => match never {},
     }
 }
 

@@ -73,6 +73,10 @@ pub(super) fn poll_ms_column(poll_ms: u64) -> Result<i64> {
     i64::try_from(poll_ms).map_err(|_| invalid(format!("poll_ms {poll_ms} is too large")))
 }
 
+/// The columns of a [`UserRow`], in its order.
+pub(super) const USER_COLUMNS: &str =
+    "id, tenant_id, username, password_hash, role, disabled, tokens_valid_after, dev_credential";
+
 #[derive(FromRow)]
 pub(super) struct UserRow {
     id: i64,

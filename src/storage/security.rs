@@ -10,11 +10,8 @@ use crate::domain::{
     AuditFilter, AuditOutcome, AuditRecord, QuotaOverrides, RefreshToken, RefreshUse, Role, Tenant,
     TenantId, TenantRecord, Timestamp, User, UserId, UserState,
 };
-use crate::storage::rows::{UserRow, insert_error};
+use crate::storage::rows::{USER_COLUMNS, UserRow, insert_error};
 use crate::storage::{Error, Result, SecurityStore, TenantCounts};
-
-const USER_COLUMNS: &str =
-    "id, tenant_id, username, password_hash, role, disabled, tokens_valid_after, dev_credential";
 
 #[derive(FromRow)]
 struct TenantRow {

@@ -12,12 +12,10 @@ use crate::domain::{
     UnitSpec, User, UserId,
 };
 use crate::storage::rows::{
-    DeviceRow, TagRow, UnitRow, UserRow, insert_error, invalid, poll_ms_column, security_column,
+    DeviceRow, TagRow, USER_COLUMNS, UnitRow, UserRow, insert_error, invalid, poll_ms_column,
+    security_column,
 };
 use crate::storage::{Error, Result};
-
-const USER_COLUMNS: &str =
-    "id, tenant_id, username, password_hash, role, disabled, tokens_valid_after, dev_credential";
 
 pub(super) async fn upsert_tenant(pool: &Pool, name: &str) -> Result<Tenant> {
     let id: i64 = sqlx::query_scalar(

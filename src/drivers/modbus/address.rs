@@ -143,6 +143,23 @@ fn split_table(s: &str) -> Result<(Table, &str), String> {
     Err(String::new())
 }
 
+/// The bit of `hr:10.3`: 0–15.
+fn parse_bit(b: &str) -> Result<u8, String> {
+    b.trim()
+        .parse::<u8>()
+        .ok()
+        .filter(|b| *b < 16)
+        .ok_or_else(|| format!("bit `{b}` must be within 0..=15"))
+}
+
+/// Splits `100.3` into the number and the optional bit.
+fn split_bit(s: &str) -> (&str, Option<&str>) {
+    match s.split_once('.') {
+        Some((n, b)) => (n, Some(b)),
+        None => (s, None),
+    }
+}
+
 /// `40101` / `400101` style: table digit, then the 1-based address.
 fn one_based(s: &str) -> Result<(Table, u16), String> {
     let digits = s.trim();
@@ -180,41 +197,19 @@ impl Address {
         let head = parts.next().unwrap_or_default().trim();
         let (table, start, bit) = match split_table(head) {
             Ok((table, rest)) => {
-                let (num, bit) = match rest.split_once('.') {
-                    Some((n, b)) => (n, Some(b)),
-                    None => (rest, None),
-                };
+                let (num, bit) = split_bit(rest);
                 let start: u16 = num
                     .trim()
                     .parse()
                     .map_err(|_| format!("`{num}` is not a 0-based address within 0..=65535"))?;
-                let bit = bit
-                    .map(|b| {
-                        b.trim()
-                            .parse::<u8>()
-                            .ok()
-                            .filter(|b| *b < 16)
-                            .ok_or_else(|| format!("bit `{b}` must be within 0..=15"))
-                    })
-                    .transpose()?;
+                let bit = bit.map(parse_bit).transpose()?;
                 (table, start, bit)
             }
             Err(e) if !e.is_empty() => return Err(e),
             Err(_) => {
-                let (num, bit) = match head.split_once('.') {
-                    Some((n, b)) => (n, Some(b)),
-                    None => (head, None),
-                };
+                let (num, bit) = split_bit(head);
                 let (table, start) = one_based(num)?;
-                let bit = bit
-                    .map(|b| {
-                        b.trim()
-                            .parse::<u8>()
-                            .ok()
-                            .filter(|b| *b < 16)
-                            .ok_or_else(|| format!("bit `{b}` must be within 0..=15"))
-                    })
-                    .transpose()?;
+                let bit = bit.map(parse_bit).transpose()?;
                 (table, start, bit)
             }
         };
