@@ -15,8 +15,18 @@ pub mod names {
     pub const DEVICE_POLLS: &str = "thermacore_device_polls_total";
     pub const DEVICE_POLL_ERRORS: &str = "thermacore_device_poll_errors_total";
     pub const DEVICE_POLL_SECONDS: &str = "thermacore_device_poll_duration_seconds";
-    pub const DEVICE_CONNECTED: &str = "thermacore_device_connected";
+    pub const DEVICE_POLL_LAG: &str = "thermacore_device_poll_lag_seconds";
+    pub const DEVICES: &str = "thermacore_devices";
     pub const DEVICE_PLAN_REQUESTS: &str = "thermacore_device_plan_requests";
+    pub const DEVICE_WRITES: &str = "thermacore_device_writes_total";
+    pub const DEVICE_WRITE_SECONDS: &str = "thermacore_device_write_duration_seconds";
+    pub const DEVICE_STATUS_LAGGED: &str = "thermacore_device_status_lagged_total";
+    pub const MODBUS_REQUESTS: &str = "thermacore_modbus_requests_total";
+    pub const MODBUS_ERRORS: &str = "thermacore_modbus_errors_total";
+    pub const MODBUS_REQUEST_SECONDS: &str = "thermacore_modbus_request_duration_seconds";
+    pub const MODBUS_LINK_EVENTS: &str = "thermacore_modbus_link_events_total";
+    pub const MODBUS_BAD_ADDRESSES: &str = "thermacore_modbus_bad_addresses";
+    pub const MODBUS_CHANNELS: &str = "thermacore_modbus_channels";
     pub const ROUTE_DROPPED_BATCHES: &str = "thermacore_route_dropped_batches_total";
     pub const CACHE_HITS: &str = "thermacore_cache_hits_total";
     pub const CACHE_MISSES: &str = "thermacore_cache_misses_total";
@@ -65,12 +75,49 @@ pub mod names {
         ),
         (DEVICE_POLL_SECONDS, "Duration of one poll, by protocol"),
         (
-            DEVICE_CONNECTED,
-            "Devices with a live link, by tenant and protocol",
+            DEVICE_POLL_LAG,
+            "How late a poll started against its schedule (poll jitter), by protocol",
+        ),
+        (
+            DEVICES,
+            "Devices by tenant, protocol and state (connecting, online, degraded, offline, restarting, disabled)",
         ),
         (
             DEVICE_PLAN_REQUESTS,
-            "Protocol requests per poll cycle over all planned devices, by protocol",
+            "Protocol requests per poll cycle of every group, summed over devices, by tenant and protocol",
+        ),
+        (
+            DEVICE_WRITES,
+            "Writes to tags (commands), by protocol and outcome",
+        ),
+        (
+            DEVICE_WRITE_SECONDS,
+            "Duration of one write through its device actor, by protocol",
+        ),
+        (
+            DEVICE_STATUS_LAGGED,
+            "Device status changes a slow deviceStatus subscriber missed",
+        ),
+        (MODBUS_REQUESTS, "Modbus requests sent, by function"),
+        (
+            MODBUS_ERRORS,
+            "Modbus requests that failed, by function and code (exception or timeout, io, bad_response, no_connection)",
+        ),
+        (
+            MODBUS_REQUEST_SECONDS,
+            "Duration of one Modbus request, by function",
+        ),
+        (
+            MODBUS_LINK_EVENTS,
+            "State changes of Modbus channels reported by rodbus's reconnect machinery, by event",
+        ),
+        (
+            MODBUS_BAD_ADDRESSES,
+            "Modbus addresses parked in the bad-address cache, by tenant",
+        ),
+        (
+            MODBUS_CHANNELS,
+            "Modbus channels open (shared by the devices behind one gateway)",
         ),
         (
             ROUTE_DROPPED_BATCHES,
@@ -172,7 +219,8 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .set_buckets_for_metric(
                     Matcher::Suffix("_seconds".into()),
                     &[
-                        0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                     ],
                 )
                 .unwrap_or_else(|_| PrometheusBuilder::new());

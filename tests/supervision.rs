@@ -74,7 +74,7 @@ async fn a_panicking_device_is_restarted_others_untouched_and_no_sample_is_lost(
         .find(|x| x["name"] == "crashy")
         .expect("crashy");
     assert_eq!(steady["status"]["restarts"], 0, "{d}");
-    assert_eq!(steady["status"]["state"], "CONNECTED", "{d}");
+    assert_eq!(steady["status"]["state"], "ONLINE", "{d}");
     assert!(
         crashy["status"]["restarts"].as_u64().unwrap_or(0) >= 3,
         "{d}"

@@ -40,7 +40,7 @@ pub async fn run(devices: usize) -> anyhow::Result<()> {
         let connected = shared
             .status
             .iter()
-            .filter(|s| s.state == LinkState::Connected)
+            .filter(|s| matches!(s.state, LinkState::Online | LinkState::Degraded))
             .count();
         if connected == devices {
             break;

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use super::alerts::AlertMsg;
-use super::cache::{CacheMsg, Lookup};
+use super::data_path::{bad_samples, fan_out};
 use super::historian::HistorianHandle;
-use super::live::HubMsg;
 use super::shared::{LinkState, TenantShared};
 use super::tenant::DeviceWorld;
-use crate::domain::{Quality, QualityReason, Sample, SampleBatch, TagId, Timestamp, Value};
-use crate::drivers::{self, Driver, PushSink};
+use crate::domain::{
+    DeviceId, Quality, QualityReason, Sample, SampleBatch, TagId, Timestamp, Value,
+};
+use crate::drivers::{self, Driver, DriverSink, LinkEvent, WriteReport};
 use crate::secrets::SecretKey;
 use crate::telemetry::names;
 
@@ -25,15 +25,18 @@ const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(30);
 pub enum DeviceMsg {
     /// Open (or re-open) the link.
     Connect,
-    /// Read the plan once.
-    Poll,
+    /// Read poll group `group` once; `run` is the polling run it was scheduled in
+    /// (a poll of an earlier run, before the link was lost, is dropped).
+    Poll { group: usize, run: u64 },
     /// Samples the driver received without polling.
     Pushed(Vec<Sample>),
+    /// The link the driver's protocol crate manages changed.
+    Link(LinkEvent),
     /// Write a value to a tag and report the outcome.
     Write {
         tag: TagId,
         value: Value,
-        reply: RpcReplyPort<Result<(), drivers::Error>>,
+        reply: RpcReplyPort<Result<WriteReport, drivers::Error>>,
     },
 }
 
@@ -46,26 +49,39 @@ pub struct DeviceArgs {
     pub secret_key: Option<Arc<SecretKey>>,
 }
 
+/// The schedule of one poll group.
+struct Group {
+    period: Duration,
+    next: Instant,
+    /// The last read of this group left some tags Bad.
+    degraded: bool,
+    /// No tag in this group: never polled.
+    empty: bool,
+}
+
 pub struct DeviceState {
     world: Arc<DeviceWorld>,
     driver: Box<dyn Driver>,
     shared: Arc<TenantShared>,
     historian: Arc<HistorianHandle>,
     planned: bool,
+    /// The link is up (our own drivers) or handed to the protocol crate (managed).
     connected: bool,
+    /// The polling run: bumped whenever polling starts again.
+    run: u64,
+    groups: Vec<Group>,
     reconnect_backoff: Duration,
-    next_poll: Instant,
     /// Tags with a deadband: (band, last reported numeric value).
     deadband: HashMap<TagId, (f64, Option<f64>)>,
 }
 
 impl DeviceState {
-    fn period(&self) -> Duration {
-        Duration::from_millis(self.world.device.spec.poll_ms)
+    fn id(&self) -> DeviceId {
+        self.world.device.id
     }
 
     fn initial_backoff(&self) -> Duration {
-        self.period()
+        Duration::from_millis(self.world.device.spec.poll_ms)
             .clamp(Duration::from_millis(100), MAX_RECONNECT_BACKOFF)
     }
 
@@ -108,77 +124,69 @@ impl DeviceState {
         self.emit(bad);
     }
 
-    fn set_link(&self, state: LinkState, error: Option<String>) {
-        self.shared.update_status(self.world.device.id, |s| {
-            s.state = state;
-            if error.is_some() {
-                s.last_error = error;
-            }
-        });
+    fn set_state(&self, state: LinkState, error: Option<String>) {
+        self.shared.set_state(self.id(), state, error);
     }
-}
 
-/// Sends a batch along the data path: cache, alert stream, live hub, historian.
-/// Every sample that enters the system passes here and is counted once.
-pub(crate) fn fan_out(
-    shared: &TenantShared,
-    historian: &HistorianHandle,
-    batch: SampleBatch,
-    protocol: &'static str,
-) {
-    let n = batch.len() as u64;
-    let batch = Arc::new(batch);
-    shared.cache_actor.cast(CacheMsg::Batch(batch.clone()));
-    shared.alerts_actor.cast(AlertMsg::Batch(batch.clone()));
-    shared.hub_actor.cast(HubMsg::Batch(batch.clone()));
-    historian.submit(batch);
-    metrics::counter!(names::SAMPLES_INGESTED, "tenant" => shared.tenant.name.clone(), "protocol" => protocol).increment(n);
-}
+    fn state(&self) -> LinkState {
+        self.shared
+            .status
+            .get(&self.id())
+            .map_or(LinkState::Connecting, |s| s.state)
+    }
 
-/// Bad-quality copies of the last known values of `tags` (tags without a value are
-/// skipped: there is nothing to mark).
-pub(crate) fn bad_samples(
-    shared: &TenantShared,
-    tags: impl Iterator<Item = TagId>,
-    reason: QualityReason,
-) -> Vec<Sample> {
-    let now = Timestamp::now();
-    tags.filter_map(|tag| match shared.cache.peek(tag) {
-        Lookup::Value(l) if l.quality != Quality::Bad(reason) => Some(Sample {
-            tag,
-            value: l.value,
-            quality: Quality::Bad(reason),
-            source_time: now,
-            server_time: now,
-        }),
-        _ => None,
-    })
-    .collect()
+    /// Online, or Degraded while a group's last read left tags Bad.
+    fn answered_state(&self) -> LinkState {
+        if self.groups.iter().any(|g| g.degraded) {
+            LinkState::Degraded
+        } else {
+            LinkState::Online
+        }
+    }
 }
 
 pub struct DeviceActor;
 
 impl DeviceActor {
+    /// Starts a new polling run: every group with tags reads now, then on its period.
+    fn start_polling(me: &ActorRef<DeviceMsg>, st: &mut DeviceState) {
+        st.run += 1;
+        let now = Instant::now();
+        for (group, g) in st.groups.iter_mut().enumerate() {
+            g.next = now;
+            if !g.empty {
+                let _ = me.cast(DeviceMsg::Poll { group, run: st.run });
+            }
+        }
+    }
+
     async fn connect(me: &ActorRef<DeviceMsg>, st: &mut DeviceState) {
         if st.connected || !st.planned {
             return;
         }
-        st.set_link(LinkState::Connecting, None);
-        let push_to = me.clone();
-        let push: PushSink = Arc::new(move |samples| {
-            let _ = push_to.cast(DeviceMsg::Pushed(samples));
-        });
-        match st.driver.connect(push).await {
+        st.set_state(LinkState::Connecting, None);
+        let samples_to = me.clone();
+        let link_to = me.clone();
+        let sink = DriverSink {
+            samples: Arc::new(move |samples| {
+                let _ = samples_to.cast(DeviceMsg::Pushed(samples));
+            }),
+            link: Arc::new(move |event| {
+                let _ = link_to.cast(DeviceMsg::Link(event));
+            }),
+        };
+        match st.driver.connect(sink).await {
             Ok(()) => {
                 st.connected = true;
                 st.reconnect_backoff = st.initial_backoff();
-                st.set_link(LinkState::Connected, None);
-                st.next_poll = Instant::now();
-                let _ = me.cast(DeviceMsg::Poll);
+                if !st.driver.manages_link() {
+                    st.set_state(LinkState::Online, None);
+                }
+                Self::start_polling(me, st);
             }
             Err(e) => {
                 tracing::debug!(device = %st.world.device.spec.name, error = %e, "connect failed");
-                st.set_link(LinkState::Disconnected, Some(e.to_string()));
+                st.set_state(LinkState::Offline, Some(e.to_string()));
                 st.mark_bad(QualityReason::CommLost);
                 let wait = st.reconnect_backoff;
                 st.reconnect_backoff = (wait * 2).min(MAX_RECONNECT_BACKOFF);
@@ -187,25 +195,70 @@ impl DeviceActor {
         }
     }
 
-    async fn poll(me: &ActorRef<DeviceMsg>, st: &mut DeviceState) {
-        if !st.connected {
-            return;
+    /// A link event of a driver whose crate reconnects by itself. Tags go Bad when a
+    /// connect attempt fails; a peer closing an idle link is not a loss until a poll
+    /// finds the device unreachable.
+    fn link(st: &mut DeviceState, event: LinkEvent) {
+        let state = st.state();
+        match event {
+            LinkEvent::Connecting => {
+                if state == LinkState::Offline {
+                    st.set_state(LinkState::Connecting, None);
+                }
+            }
+            LinkEvent::Connected => {
+                if matches!(state, LinkState::Offline | LinkState::Connecting) {
+                    st.set_state(LinkState::Online, None);
+                }
+            }
+            LinkEvent::ConnectFailed { retry_in_ms } => {
+                st.set_state(
+                    LinkState::Offline,
+                    Some(format!("connect failed; retrying in {retry_in_ms} ms")),
+                );
+                st.mark_bad(QualityReason::CommLost);
+            }
+            LinkEvent::Disconnected { retry_in_ms } => {
+                st.set_state(
+                    LinkState::Offline,
+                    Some(format!("link closed; reconnecting in {retry_in_ms} ms")),
+                );
+            }
         }
+    }
+
+    async fn poll(me: &ActorRef<DeviceMsg>, st: &mut DeviceState, group: usize) {
+        let protocol = st.world.device.protocol();
         let started = Instant::now();
+        let lag = started.saturating_duration_since(st.groups[group].next);
+        metrics::histogram!(names::DEVICE_POLL_LAG, "protocol" => protocol)
+            .record(lag.as_secs_f64());
         let now = Timestamp::now();
         let mut out = Vec::with_capacity(st.world.tags.len());
-        let result = st.driver.read(now, &mut out).await;
-        let protocol = st.world.device.protocol();
+        let result = st.driver.read(group, now, &mut out).await;
         metrics::counter!(names::DEVICE_POLLS, "protocol" => protocol).increment(1);
         metrics::histogram!(names::DEVICE_POLL_SECONDS, "protocol" => protocol)
             .record(started.elapsed().as_secs_f64());
         match result {
-            Ok(()) => {
-                st.shared.update_status(st.world.device.id, |s| {
+            Ok(report) => {
+                st.groups[group].degraded = report.degraded();
+                st.shared.update_status(st.id(), |s| {
                     s.polls += 1;
                     s.last_poll = Some(now);
+                    s.bad_addresses = report.bad_addresses;
+                    if report.failed_tags == 0 {
+                        s.last_success = Some(now);
+                    }
                 });
                 st.emit(out);
+                let state = st.answered_state();
+                let error = (state == LinkState::Degraded && report.failed_tags > 0).then(|| {
+                    format!(
+                        "{} tag(s) refused by the device, {} address(es) in the bad-address cache",
+                        report.failed_tags, report.bad_addresses
+                    )
+                });
+                st.set_state(state, error);
             }
             Err(e) => {
                 let kind = match &e {
@@ -214,35 +267,85 @@ impl DeviceActor {
                     _ => "device",
                 };
                 metrics::counter!(names::DEVICE_POLL_ERRORS, "protocol" => protocol, "kind" => kind).increment(1);
-                st.shared.update_status(st.world.device.id, |s| {
+                st.shared.update_status(st.id(), |s| {
                     s.poll_errors += 1;
-                    s.last_error = Some(e.to_string());
+                    s.last_poll = Some(now);
                 });
-                if let drivers::Error::Disconnected(_) = e {
-                    st.connected = false;
-                    st.set_link(LinkState::Disconnected, None);
-                    st.mark_bad(QualityReason::CommLost);
-                    me.send_after(st.reconnect_backoff, || DeviceMsg::Connect);
-                    return;
+                match e {
+                    drivers::Error::Disconnected(_) | drivers::Error::Timeout(_) => {
+                        st.set_state(LinkState::Offline, Some(e.to_string()));
+                        st.mark_bad(QualityReason::CommLost);
+                        if !st.driver.manages_link() {
+                            // Our own link: reconnect with backoff; polling starts
+                            // again once it is back.
+                            st.connected = false;
+                            me.send_after(st.reconnect_backoff, || DeviceMsg::Connect);
+                            return;
+                        }
+                    }
+                    other => {
+                        st.set_state(LinkState::Degraded, Some(other.to_string()));
+                        st.mark_bad(QualityReason::DeviceError);
+                    }
                 }
-                st.mark_bad(QualityReason::DeviceError);
             }
         }
-        Self::schedule_next(me, st);
+        Self::schedule_next(me, st, group);
     }
 
-    fn schedule_next(me: &ActorRef<DeviceMsg>, st: &mut DeviceState) {
-        if st.world.device.spec.poll_ms == 0 {
-            let _ = me.cast(DeviceMsg::Poll);
+    fn schedule_next(me: &ActorRef<DeviceMsg>, st: &mut DeviceState, group: usize) {
+        let run = st.run;
+        let g = &mut st.groups[group];
+        if g.period.is_zero() {
+            let _ = me.cast(DeviceMsg::Poll { group, run });
             return;
         }
         let now = Instant::now();
-        st.next_poll += st.period();
-        if st.next_poll <= now {
+        g.next += g.period;
+        if g.next <= now {
             // Behind schedule: skip the missed cycles rather than bunching them.
-            st.next_poll = now + st.period();
+            g.next = now + g.period;
         }
-        me.send_after(st.next_poll - now, || DeviceMsg::Poll);
+        me.send_after(g.next - now, move || DeviceMsg::Poll { group, run });
+    }
+
+    async fn write(
+        st: &mut DeviceState,
+        tag: TagId,
+        value: Value,
+    ) -> Result<WriteReport, drivers::Error> {
+        let Some(t) = st.world.tags.iter().find(|t| t.id == tag) else {
+            return Err(drivers::Error::Config(format!(
+                "tag {tag} is not on this device"
+            )));
+        };
+        if !st.connected {
+            return Err(drivers::Error::Disconnected("device not connected".into()));
+        }
+        let protocol = st.world.device.protocol();
+        let started = Instant::now();
+        let result = st.driver.write(t, &value).await;
+        metrics::histogram!(names::DEVICE_WRITE_SECONDS, "protocol" => protocol)
+            .record(started.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(drivers::Error::BadValue { .. } | drivers::Error::NotWritable(_)) => "refused",
+            Err(drivers::Error::Disconnected(_) | drivers::Error::Timeout(_)) => "unreachable",
+            Err(_) => "failed",
+        };
+        metrics::counter!(names::DEVICE_WRITES, "protocol" => protocol, "outcome" => outcome)
+            .increment(1);
+        if let Ok(WriteReport { confirmed: Some(v) }) = &result {
+            let now = Timestamp::now();
+            st.emit(vec![Sample {
+                tag,
+                value: v.clone(),
+                quality: Quality::Good,
+                source_time: now,
+                server_time: now,
+            }]);
+        }
+        result
     }
 }
 
@@ -261,18 +364,32 @@ impl Actor for DeviceActor {
             .security
             .open_for(&spec.name, args.secret_key.as_deref())?;
         let mut driver = drivers::build(&spec.driver, security);
-        let plan = driver.plan(&args.world.tags);
-        let planned = plan.is_ok();
-        let requests = plan.as_ref().map_or(0, |p| p.requests_per_cycle);
-        args.shared.update_status(args.world.device.id, |s| {
-            s.requests_per_cycle = requests;
-            if let Err(e) = &plan {
-                s.state = LinkState::Disconnected;
-                s.last_error = Some(e.to_string());
+        let plan = driver.plan(&args.world.tags, spec.poll_ms);
+        let id = args.world.device.id;
+        let groups = plan.as_ref().map_or_else(
+            |_| Vec::new(),
+            |p| {
+                p.groups
+                    .iter()
+                    .map(|g| Group {
+                        period: Duration::from_millis(g.period_ms),
+                        next: Instant::now(),
+                        degraded: false,
+                        empty: g.tags == 0,
+                    })
+                    .collect()
+            },
+        );
+        args.shared.update_status(id, |s| {
+            if let Ok(p) = &plan {
+                s.requests_per_cycle = p.requests_per_cycle();
+                s.groups = p.groups.clone();
             }
         });
-        if let Err(e) = plan {
-            tracing::error!(device = %args.world.device.spec.name, error = %e, "read plan refused; device not polled until its configuration is fixed");
+        if let Err(e) = &plan {
+            args.shared
+                .set_state(id, LinkState::Offline, Some(e.to_string()));
+            tracing::error!(device = %spec.name, error = %e, "read plan refused; device not polled until its configuration is fixed");
         }
         let deadband = args
             .world
@@ -282,14 +399,15 @@ impl Actor for DeviceActor {
             .map(|t| (t.id, (t.spec.deadband, None)))
             .collect();
         let mut st = DeviceState {
+            planned: plan.is_ok(),
             world: args.world,
             driver,
             shared: args.shared,
             historian: args.historian,
-            planned,
             connected: false,
+            run: 0,
+            groups,
             reconnect_backoff: Duration::ZERO,
-            next_poll: Instant::now(),
             deadband,
         };
         st.reconnect_backoff = st.initial_backoff();
@@ -315,18 +433,16 @@ impl Actor for DeviceActor {
             // Boxed: the actor's resident task stays small (it would otherwise carry
             // the largest of these futures inline for every idle device).
             DeviceMsg::Connect => Box::pin(Self::connect(&me, st)).await,
-            DeviceMsg::Poll => Box::pin(Self::poll(&me, st)).await,
+            DeviceMsg::Poll { group, run } => {
+                let current = run == st.run && st.connected;
+                if current && st.groups.get(group).is_some_and(|g| !g.empty) {
+                    Box::pin(Self::poll(&me, st, group)).await;
+                }
+            }
             DeviceMsg::Pushed(samples) => st.emit(samples),
+            DeviceMsg::Link(event) => Self::link(st, event),
             DeviceMsg::Write { tag, value, reply } => {
-                let result = match st.world.tags.iter().find(|t| t.id == tag) {
-                    None => Err(drivers::Error::Config(format!(
-                        "tag {tag} is not on this device"
-                    ))),
-                    Some(_) if !st.connected => {
-                        Err(drivers::Error::Disconnected("device not connected".into()))
-                    }
-                    Some(t) => st.driver.write(t, &value).await,
-                };
+                let result = Box::pin(Self::write(st, tag, value)).await;
                 let _ = reply.send(result);
             }
         }

@@ -15,9 +15,13 @@ use super::device::DeviceMsg;
 use super::historian::HistorianHandle;
 use super::live::{HubMsg, LiveRegistry};
 use super::root::{RootMsg, TenantWorld};
-use crate::domain::{DeviceId, Tenant, TenantId, Timestamp};
+use crate::domain::{DeviceId, TagId, Tenant, TenantId, Timestamp};
+use crate::drivers::PlanGroup;
 use crate::secrets::SecretKey;
 use crate::telemetry::names;
+
+/// Status changes buffered for slow `deviceStatus` subscribers.
+const STATUS_EVENTS: usize = 1024;
 
 /// How long a caller waits for the root to start or stop a tenant.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -58,40 +62,92 @@ impl<M: Message> Slot<M> {
     }
 }
 
-/// Link state of a device, as shown in the API.
+/// State of a device, as shown in the API and the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
+    /// Started, no answer yet (or the link is being opened again).
     Connecting,
-    Connected,
-    Disconnected,
+    /// Polls answer and every tag reads.
+    Online,
+    /// The device answers, but some tags do not read (exceptions, bad addresses).
+    Degraded,
+    /// No link, or the device does not answer: its tags are Bad/comm_lost.
+    Offline,
+    /// The device actor failed and waits for its restart.
     Restarting,
+    /// Out of service: not polled.
     Disabled,
+}
+
+impl LinkState {
+    pub const ALL: [LinkState; 6] = [
+        LinkState::Connecting,
+        LinkState::Online,
+        LinkState::Degraded,
+        LinkState::Offline,
+        LinkState::Restarting,
+        LinkState::Disabled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Online => "online",
+            LinkState::Degraded => "degraded",
+            LinkState::Offline => "offline",
+            LinkState::Restarting => "restarting",
+            LinkState::Disabled => "disabled",
+        }
+    }
 }
 
 /// What the API shows of a device actor; written by the actor, read by resolvers.
 #[derive(Debug, Clone)]
 pub struct DeviceStatus {
+    pub protocol: &'static str,
     pub state: LinkState,
+    /// When `state` last changed.
+    pub since: Timestamp,
     pub polls: u64,
     pub poll_errors: u64,
     pub restarts: u64,
     pub last_poll: Option<Timestamp>,
+    /// The last poll in which every request was answered.
+    pub last_success: Option<Timestamp>,
     pub last_error: Option<String>,
+    /// Protocol requests of one cycle of every poll group, from the read plan.
     pub requests_per_cycle: u32,
+    /// The read plan, one entry per poll group.
+    pub groups: Vec<PlanGroup>,
+    /// Addresses parked in the driver's bad-address cache.
+    pub bad_addresses: u32,
 }
 
 impl DeviceStatus {
-    pub fn new(state: LinkState) -> Self {
+    pub fn new(protocol: &'static str, state: LinkState) -> Self {
         DeviceStatus {
+            protocol,
             state,
+            since: Timestamp::now(),
             polls: 0,
             poll_errors: 0,
             restarts: 0,
             last_poll: None,
+            last_success: None,
             last_error: None,
             requests_per_cycle: 0,
+            groups: Vec::new(),
+            bad_addresses: 0,
         }
     }
+}
+
+/// A device's status after a change of state, as the `deviceStatus` subscription
+/// streams it.
+#[derive(Debug, Clone)]
+pub struct StatusEvent {
+    pub device: DeviceId,
+    pub status: DeviceStatus,
 }
 
 /// Everything of one tenant that must survive restarts of its actors.
@@ -104,6 +160,10 @@ pub struct TenantShared {
     pub alerts_actor: Slot<AlertMsg>,
     pub devices: DashMap<DeviceId, Slot<DeviceMsg>>,
     pub status: DashMap<DeviceId, DeviceStatus>,
+    /// The device of every tag, for routing commands.
+    pub tag_devices: DashMap<TagId, DeviceId>,
+    /// Every change of a device's state (or of its error), for `deviceStatus`.
+    pub status_events: tokio::sync::broadcast::Sender<StatusEvent>,
 }
 
 impl TenantShared {
@@ -118,12 +178,67 @@ impl TenantShared {
             alerts_actor: Slot::new("alert_stream"),
             devices: DashMap::new(),
             status: DashMap::new(),
+            tag_devices: DashMap::new(),
+            status_events: tokio::sync::broadcast::channel(STATUS_EVENTS).0,
         }
     }
 
+    /// Device gauges by protocol and state, plan sizes and bad addresses, from the
+    /// status map (computed at scrape time, so they cannot drift).
+    pub fn export_device_metrics(&self) {
+        use std::collections::BTreeMap;
+        let mut states: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
+        let mut requests: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut bad = 0u64;
+        for s in self.status.iter() {
+            for state in LinkState::ALL {
+                states.entry((s.protocol, state.as_str())).or_default();
+            }
+            *states.entry((s.protocol, s.state.as_str())).or_default() += 1;
+            *requests.entry(s.protocol).or_default() += u64::from(s.requests_per_cycle);
+            if s.protocol == "modbus" {
+                bad += u64::from(s.bad_addresses);
+            }
+        }
+        let tenant = self.tenant.name.clone();
+        for ((protocol, state), n) in states {
+            metrics::gauge!(names::DEVICES, "tenant" => tenant.clone(), "protocol" => protocol, "state" => state)
+                .set(n as f64);
+        }
+        for (protocol, n) in requests {
+            metrics::gauge!(names::DEVICE_PLAN_REQUESTS, "tenant" => tenant.clone(), "protocol" => protocol)
+                .set(n as f64);
+        }
+        metrics::gauge!(names::MODBUS_BAD_ADDRESSES, "tenant" => tenant).set(bad as f64);
+    }
+
+    /// Changes counters and details of a device's status (no event).
     pub fn update_status(&self, device: DeviceId, f: impl FnOnce(&mut DeviceStatus)) {
         if let Some(mut s) = self.status.get_mut(&device) {
             f(&mut s);
+        }
+    }
+
+    /// Sets a device's state (and its error, when given) and tells the `deviceStatus`
+    /// subscribers when either changed.
+    pub fn set_state(&self, device: DeviceId, state: LinkState, error: Option<String>) {
+        let changed = match self.status.get_mut(&device) {
+            Some(mut s) => {
+                let changed = s.state != state || (error.is_some() && s.last_error != error);
+                if s.state != state {
+                    s.since = Timestamp::now();
+                }
+                s.state = state;
+                if error.is_some() {
+                    s.last_error = error;
+                }
+                changed.then(|| s.clone())
+            }
+            None => None,
+        };
+        if let Some(status) = changed {
+            // No subscriber is not an error.
+            let _ = self.status_events.send(StatusEvent { device, status });
         }
     }
 }

@@ -8,7 +8,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use super::alerts::AlertStreamActor;
 use super::cache::{CacheActor, TagRegistration};
-use super::device::{DeviceActor, DeviceArgs, bad_samples, fan_out};
+use super::data_path::{bad_samples, fan_out};
+use super::device::{DeviceActor, DeviceArgs};
 use super::historian::HistorianHandle;
 use super::live::HubActor;
 use super::shared::{DeviceStatus, LinkState, Runtime, Slot, TenantShared};
@@ -185,11 +186,10 @@ impl TenantActor {
             Decision::Restart(delay) => {
                 st.args.runtime.count_restart();
                 if let TenantChild::Device(id) = child {
-                    st.args.shared.update_status(id, |s| {
-                        s.state = LinkState::Restarting;
-                        s.restarts += 1;
-                        s.last_error = Some(why.to_string());
-                    });
+                    st.args.shared.update_status(id, |s| s.restarts += 1);
+                    st.args
+                        .shared
+                        .set_state(id, LinkState::Restarting, Some(why.to_string()));
                 }
                 me.send_after(delay, move || TenantMsg::Restart(child));
                 Ok(())
@@ -233,6 +233,9 @@ impl Actor for TenantActor {
                 tag: t.id,
                 stale_after_us: stale,
             }));
+            for t in &d.tags {
+                st.args.shared.tag_devices.insert(t.id, d.device.id);
+            }
             let state = if d.device.spec.enabled {
                 LinkState::Connecting
             } else {
@@ -242,7 +245,7 @@ impl Actor for TenantActor {
                 .shared
                 .status
                 .entry(d.device.id)
-                .or_insert_with(|| DeviceStatus::new(state));
+                .or_insert_with(|| DeviceStatus::new(d.device.protocol(), state));
         }
         st.args.shared.cache.register(regs);
         for child in [

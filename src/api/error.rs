@@ -28,6 +28,10 @@ pub enum ApiError {
     RateLimited { retry_after_ms: u64 },
     #[error("service unavailable, try again")]
     Unavailable(String),
+    /// A command reached its device, which refused it or did not answer; the message
+    /// says which (our own words, never a driver's text).
+    #[error("{0}")]
+    Device(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -42,6 +46,7 @@ impl ApiError {
             ApiError::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Unavailable(_) => "UNAVAILABLE",
+            ApiError::Device(_) => "DEVICE_ERROR",
             ApiError::Internal(_) => "INTERNAL",
         }
     }

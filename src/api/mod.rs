@@ -323,7 +323,11 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         for t in rt.tenants.iter() {
             t.cache.export_metrics();
             t.live.export_metrics();
+            t.export_device_metrics();
         }
+        #[cfg(feature = "modbus")]
+        metrics::gauge!(names::MODBUS_CHANNELS)
+            .set(crate::drivers::modbus::pool::open_channels() as f64);
         export_tenant_metrics(&core);
         rt.historian.export_metrics();
     }

@@ -174,7 +174,9 @@ pub const FIELDS: &[FieldRule] = &[
         "tenant",
     ),
     rule("Mutation.deleteTenant", Requires(ManageTenants), "tenant"),
+    rule("Mutation.writeTag", Requires(Control), "tag"),
     rule("Subscription.tagValues", Requires(Read), "tag"),
+    rule("Subscription.deviceStatus", Requires(Read), "device"),
 ];
 
 /// The rule of `parent.field`, if the table has one.

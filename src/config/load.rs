@@ -299,7 +299,11 @@ fn validate_tenants(config: &Config, text: &str, origin: &str) -> Result<(), Con
                     "tag",
                 )?;
                 unit_ref(&tag.unit, format!("{key}.unit"))?;
-                if let Err(reason) = device.driver.check_address(tag.address.get_ref()) {
+                if let Err(reason) =
+                    device
+                        .driver
+                        .check_tag(tag.address.get_ref(), tag.data_type, tag.writable)
+                {
                     return Err(invalid(
                         origin,
                         text,

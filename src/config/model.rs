@@ -276,6 +276,8 @@ pub struct ApiConfig {
     pub user_requests_per_sec: u32,
     /// Requests per second per client address without a valid token (login, refresh).
     pub anonymous_requests_per_sec: u32,
+    /// How long `writeTag` waits for its device actor to report the device's answer.
+    pub command_timeout_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -290,6 +292,7 @@ impl Default for ApiConfig {
             introspection: None,
             user_requests_per_sec: 100,
             anonymous_requests_per_sec: 20,
+            command_timeout_ms: 10_000,
         }
     }
 }

@@ -120,6 +120,20 @@ pub enum QualityReason {
     ConfigError = 5,
     DeviceRestarting = 6,
     DeviceError = 7,
+    /// The device refused the address (Modbus exception 2, illegal data address).
+    IllegalAddress = 8,
+    /// The device does not support the request (Modbus exception 1, illegal function).
+    IllegalFunction = 9,
+    /// The device refused the request's values or size (Modbus exception 3).
+    IllegalValue = 10,
+    /// The device is busy (Modbus exceptions 5 and 6): try again later.
+    DeviceBusy = 11,
+    /// The device failed to perform the request (Modbus exception 4, parity error).
+    DeviceFailure = 12,
+    /// A gateway found no path or no answer from the device behind it (exceptions 10, 11).
+    GatewayError = 13,
+    /// The answer could not be used (malformed, too short, wrong length).
+    BadResponse = 14,
 }
 
 impl QualityReason {
@@ -132,6 +146,13 @@ impl QualityReason {
             5 => QualityReason::ConfigError,
             6 => QualityReason::DeviceRestarting,
             7 => QualityReason::DeviceError,
+            8 => QualityReason::IllegalAddress,
+            9 => QualityReason::IllegalFunction,
+            10 => QualityReason::IllegalValue,
+            11 => QualityReason::DeviceBusy,
+            12 => QualityReason::DeviceFailure,
+            13 => QualityReason::GatewayError,
+            14 => QualityReason::BadResponse,
             _ => QualityReason::None,
         }
     }
@@ -146,6 +167,13 @@ impl QualityReason {
             QualityReason::ConfigError => "config_error",
             QualityReason::DeviceRestarting => "device_restarting",
             QualityReason::DeviceError => "device_error",
+            QualityReason::IllegalAddress => "illegal_address",
+            QualityReason::IllegalFunction => "illegal_function",
+            QualityReason::IllegalValue => "illegal_value",
+            QualityReason::DeviceBusy => "device_busy",
+            QualityReason::DeviceFailure => "device_failure",
+            QualityReason::GatewayError => "gateway_error",
+            QualityReason::BadResponse => "bad_response",
         }
     }
 }
@@ -232,6 +260,8 @@ mod tests {
             Quality::Uncertain(QualityReason::Stale),
             Quality::Bad(QualityReason::CommLost),
             Quality::Bad(QualityReason::DeviceRestarting),
+            Quality::Bad(QualityReason::IllegalAddress),
+            Quality::Bad(QualityReason::BadResponse),
         ] {
             let (l, r) = q.to_code();
             assert_eq!(Quality::from_code(l, r), q);

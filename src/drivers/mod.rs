@@ -1,9 +1,10 @@
 //! Protocol drivers: one [`Driver`] trait, one folder per protocol, one table
 //! ([`build`]) that turns a [`DriverConfig`] into a running driver.
 //!
-//! A driver connects, computes a read plan once per configuration, reads the plan,
-//! writes commands, and may push samples on its own (`PushSink`). The device actor
-//! owns scheduling, backoff and the reaction to errors.
+//! A driver connects, computes a read plan once per configuration (one group per poll
+//! period), reads a group when asked, writes commands, and may push samples and link
+//! events on its own ([`DriverSink`]). The device actor owns scheduling, backoff and
+//! the reaction to errors.
 
 pub mod modbus;
 pub mod sim;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{OpenedSecurity, Sample, Tag, TagSpec, Timestamp, Value};
+use crate::domain::{DataType, OpenedSecurity, Sample, Tag, TagSpec, Timestamp, Value};
 
 /// Errors a driver reports to its device actor.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -37,6 +38,16 @@ pub enum Error {
     /// The device answered something we cannot use (garbage, an exception).
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The device answered the request with an exception (e.g. a Modbus exception).
+    #[error("the device refused: {0}")]
+    Refused(String),
+    /// A write went through but reading it back gave another value.
+    #[error("tag `{tag}`: wrote {wrote} but read back {read}")]
+    NotConfirmed {
+        tag: String,
+        wrote: String,
+        read: String,
+    },
     #[error("tag `{0}` is not writable")]
     NotWritable(String),
     #[error("value `{value}` does not fit tag `{tag}`: {reason}")]
@@ -47,34 +58,123 @@ pub enum Error {
     },
 }
 
-/// What a read plan costs per cycle; shown in device status and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PlanSummary {
-    /// Protocol requests per poll cycle.
-    pub requests_per_cycle: u32,
-    /// Tags covered by the plan.
+/// One poll group of a read plan: tags read together at their own period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanGroup {
+    /// `default` for the device's own period, else the name declared in the config.
+    pub name: String,
+    pub period_ms: u64,
+    /// Protocol requests per cycle of this group.
+    pub requests: u32,
+    /// Tags read in this group.
     pub tags: u32,
 }
 
-/// Where a driver delivers samples that the device pushed without being polled
-/// (MQTT messages, OPC UA data changes, DNP3 unsolicited responses).
-pub type PushSink = Arc<dyn Fn(Vec<Sample>) + Send + Sync>;
+/// What a read plan costs; shown in device status and metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PlanSummary {
+    pub groups: Vec<PlanGroup>,
+}
+
+impl PlanSummary {
+    /// Protocol requests of one cycle of every group.
+    pub fn requests_per_cycle(&self) -> u32 {
+        self.groups.iter().map(|g| g.requests).sum()
+    }
+
+    pub fn tags(&self) -> u32 {
+        self.groups.iter().map(|g| g.tags).sum()
+    }
+}
+
+/// How one read of a poll group went, beyond the samples it appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadReport {
+    /// Tags that came back Bad from this read (an exception, a bad answer).
+    pub failed_tags: u32,
+    /// Tags skipped because their address sits in the bad-address cache.
+    pub skipped_tags: u32,
+    /// Addresses in the driver's bad-address cache after this read.
+    pub bad_addresses: u32,
+    /// Protocol requests this read sent (splits of refused ranges included).
+    pub requests: u32,
+}
+
+impl ReadReport {
+    /// Some tags could not be read although the device answered.
+    pub fn degraded(&self) -> bool {
+        self.failed_tags > 0 || self.bad_addresses > 0
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteReport {
+    /// The value as read back from the device, when the tag asks for confirmation.
+    pub confirmed: Option<Value>,
+}
+
+/// The state of a link that the driver's protocol crate manages itself (reconnects
+/// with its own retry strategy), reported to the device actor as it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    Connecting,
+    Connected,
+    /// A connect attempt failed; the crate retries after `retry_in_ms`.
+    ConnectFailed {
+        retry_in_ms: u64,
+    },
+    /// The peer closed the link (or it broke); the crate reconnects after `retry_in_ms`.
+    Disconnected {
+        retry_in_ms: u64,
+    },
+}
+
+/// Where a driver delivers what happens without being asked: samples the device pushed
+/// (MQTT messages, OPC UA data changes, DNP3 unsolicited responses) and link events.
+#[derive(Clone)]
+pub struct DriverSink {
+    pub samples: Arc<dyn Fn(Vec<Sample>) + Send + Sync>,
+    pub link: Arc<dyn Fn(LinkEvent) + Send + Sync>,
+}
+
+impl DriverSink {
+    /// A sink that drops everything (tests, connection checks).
+    pub fn discard() -> Self {
+        DriverSink {
+            samples: Arc::new(|_| {}),
+            link: Arc::new(|_| {}),
+        }
+    }
+}
 
 /// One protocol endpoint, driven by its device actor.
 #[async_trait]
 pub trait Driver: Send + 'static {
-    /// Validates the tags' addresses and computes the read plan. Called once per
+    /// Validates the tags' addresses and computes the read plan, one group per poll
+    /// period (`default_period_ms` is the device's `poll_ms`). Called once per
     /// configuration, not per poll.
-    fn plan(&mut self, tags: &[Tag]) -> Result<PlanSummary, Error>;
+    fn plan(&mut self, tags: &[Tag], default_period_ms: u64) -> Result<PlanSummary, Error>;
 
-    /// Opens the link. `push` receives unsolicited data, if the protocol has any.
-    async fn connect(&mut self, push: PushSink) -> Result<(), Error>;
+    /// True when the protocol crate keeps the link up by itself (and reports it through
+    /// [`DriverSink::link`]): the device actor then never reconnects on its own.
+    fn manages_link(&self) -> bool {
+        false
+    }
 
-    /// Reads the plan once, appending one sample per tag read to `out`.
-    async fn read(&mut self, now: Timestamp, out: &mut Vec<Sample>) -> Result<(), Error>;
+    /// Opens the link. `sink` receives pushed data and link events.
+    async fn connect(&mut self, sink: DriverSink) -> Result<(), Error>;
 
-    /// Writes one value to one tag.
-    async fn write(&mut self, tag: &Tag, value: &Value) -> Result<(), Error>;
+    /// Reads poll group `group` once, appending one sample per tag read to `out`.
+    async fn read(
+        &mut self,
+        group: usize,
+        now: Timestamp,
+        out: &mut Vec<Sample>,
+    ) -> Result<ReadReport, Error>;
+
+    /// Writes one value (in engineering units) to one tag.
+    async fn write(&mut self, tag: &Tag, value: &Value) -> Result<WriteReport, Error>;
 
     /// Closes the link (device stopping or reconfigured).
     async fn disconnect(&mut self);
@@ -86,12 +186,26 @@ pub trait Driver: Send + 'static {
 pub enum DriverConfig {
     /// Deterministic signal generators with fault injection.
     Sim(sim::SimConfig),
+    /// Modbus TCP (rodbus; cargo feature `modbus`).
+    #[cfg(feature = "modbus")]
+    Modbus(modbus::ModbusConfig),
 }
 
 impl DriverConfig {
     pub fn protocol(&self) -> &'static str {
         match self {
             DriverConfig::Sim(_) => "sim",
+            #[cfg(feature = "modbus")]
+            DriverConfig::Modbus(_) => "modbus",
+        }
+    }
+
+    /// Checks the protocol settings on their own (config validation).
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            DriverConfig::Sim(_) => Ok(()),
+            #[cfg(feature = "modbus")]
+            DriverConfig::Modbus(c) => c.check(),
         }
     }
 
@@ -100,13 +214,35 @@ impl DriverConfig {
     pub fn generated_tags(&self) -> Vec<TagSpec> {
         match self {
             DriverConfig::Sim(c) => c.generated_tag_specs(),
+            #[cfg(feature = "modbus")]
+            DriverConfig::Modbus(_) => Vec::new(),
         }
     }
 
-    /// Checks a tag address without connecting (config validation).
-    pub fn check_address(&self, address: &str) -> Result<(), String> {
+    /// Checks a tag address for a tag of `data_type` without connecting (config
+    /// validation). `writable` tags must sit where the protocol can write.
+    pub fn check_tag(
+        &self,
+        address: &str,
+        data_type: DataType,
+        writable: bool,
+    ) -> Result<(), String> {
         match self {
             DriverConfig::Sim(_) => sim::Signal::parse(address).map(|_| ()),
+            #[cfg(feature = "modbus")]
+            DriverConfig::Modbus(c) => c.check_tag(address, data_type, writable),
+        }
+    }
+
+    /// The address as the driver understands it, in its canonical form (the Modbus
+    /// driver shows the 0-based address and the 1-based notation: `hr:100 (40101)`).
+    pub fn describe_address(&self, address: &str, data_type: DataType) -> Option<String> {
+        match self {
+            DriverConfig::Sim(_) => None,
+            #[cfg(feature = "modbus")]
+            DriverConfig::Modbus(_) => modbus::Address::parse(address, data_type)
+                .ok()
+                .map(|a| a.to_string()),
         }
     }
 }
@@ -120,5 +256,7 @@ pub fn build(config: &DriverConfig, security: OpenedSecurity) -> Box<dyn Driver>
             drop(security);
             Box::new(sim::SimDriver::new(c.clone()))
         }
+        #[cfg(feature = "modbus")]
+        DriverConfig::Modbus(c) => Box::new(modbus::ModbusDriver::new(c.clone(), security)),
     }
 }

@@ -365,10 +365,13 @@ async fn ids_of_another_tenant_are_not_found() {
         ("Mutation.setTenantDisabled", ("id", "tenant")),
         ("Mutation.setTenantQuotas", ("id", "tenant")),
         ("Mutation.deleteTenant", ("id", "tenant")),
+        ("Mutation.writeTag", ("tagId", "tag")),
         ("Subscription.tagValues", ("tagIds", "tags")),
+        ("Subscription.deviceStatus", ("deviceId", "device")),
     ]);
     let literal = |kind: &str| match kind {
         "device" => format!("\"{device}\""),
+        "tag" => format!("\"{tag}\""),
         "tags" => format!("[\"{tag}\"]"),
         "user" => format!("\"{user}\""),
         _ => format!("\"{alpha_tenant}\""),
@@ -385,12 +388,20 @@ async fn ids_of_another_tenant_are_not_found() {
         };
         let mut args = BTreeMap::new();
         args.insert(*arg, literal(kind));
-        if key == "Subscription.tagValues" {
+        if let Some(sub) = key.strip_prefix("Subscription.") {
             let (mut ws, ack) = WsClient::connect(s.addr, &beta).await;
             assert_eq!(ack["type"], "connection_ack");
+            let selection = if sub == "tagValues" {
+                "tagId"
+            } else {
+                "deviceId"
+            };
             ws.subscribe(
                 "1",
-                &format!("subscription {{ tagValues(tagIds: [\"{tag}\"]) {{ tagId }} }}"),
+                &format!(
+                    "subscription {{ {sub}({arg}: {}) {{ {selection} }} }}",
+                    literal(kind)
+                ),
                 json!({}),
             )
             .await;

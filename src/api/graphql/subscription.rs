@@ -1,9 +1,11 @@
-//! Subscription root: live tag values from the tenant's live hub.
+//! Subscription root: live tag values from the tenant's live hub, and device status
+//! changes.
 
 use async_graphql::{Context, ID, Subscription};
 use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
 
-use super::types::TagValue;
+use super::types::{DeviceStatus, TagValue};
 use super::{ApiError, RequestCtx, api, fail, own_tags, session, tenant};
 use crate::actors::cache::Lookup;
 use crate::api::permissions::FieldAccess;
@@ -42,25 +44,10 @@ impl SubscriptionRoot {
                 ApiError::BadRequest("give tagIds or deviceId".into()),
             ));
         }
-        let a = api(ctx);
-        let connection = ctx
-            .data_opt::<RequestCtx>()
-            .and_then(|r| r.connection_subs.as_ref());
-        let slot = a
-            .gate
-            .open_subscription(
-                session(ctx)?,
-                connection,
-                a.config.api.max_subscriptions_per_connection,
-            )
-            .map_err(|(limit, max)| {
-                metrics::counter!(crate::telemetry::names::QUOTA_REFUSALS, "limit" => limit)
-                    .increment(1);
-                fail(ctx, ApiError::QuotaExceeded { limit, max })
-            })?;
+        let slot = open_slot(ctx)?;
         let sub = t
             .live
-            .subscribe(tags.clone(), device, a.config.live.subscriber_queue);
+            .subscribe(tags.clone(), device, api(ctx).config.live.subscriber_queue);
         let now = Timestamp::now();
         for tag in &tags {
             if let Lookup::Value(l) = t.cache.get(*tag, now) {
@@ -77,4 +64,86 @@ impl SubscriptionRoot {
         });
         Ok(futures::StreamExt::flatten(stream))
     }
+
+    /// Every change of state (CONNECTING, ONLINE, DEGRADED, OFFLINE, RESTARTING,
+    /// DISABLED) or of the last error of one device, or of every device of the tenant
+    /// without `deviceId`. The current status comes first; a subscriber that falls
+    /// behind gets the current status again instead of what it missed.
+    async fn device_status(
+        &self,
+        ctx: &Context<'_>,
+        device_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = DeviceStatus> + use<>> {
+        let t = tenant(ctx)?;
+        let device = match device_id {
+            None => None,
+            Some(id) => {
+                let id: DeviceId = id
+                    .parse()
+                    .map_err(|_| fail(ctx, ApiError::NotFound("device")))?;
+                if !t.status.contains_key(&id) {
+                    return Err(fail(ctx, ApiError::NotFound("device")));
+                }
+                Some(id)
+            }
+        };
+        let slot = open_slot(ctx)?;
+        let rx = t.status_events.subscribe();
+        let current = move |t: &crate::actors::TenantShared| -> Vec<DeviceStatus> {
+            let mut all: Vec<DeviceStatus> = t
+                .status
+                .iter()
+                .filter(|e| device.is_none_or(|d| d == *e.key()))
+                .map(|e| DeviceStatus::new(*e.key(), e.value().clone()))
+                .collect();
+            all.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+            all
+        };
+        let first = current(&t);
+        let stream = futures::stream::unfold(
+            (rx, slot, t, Some(first)),
+            move |(mut rx, slot, t, first)| async move {
+                if let Some(first) = first {
+                    return Some((first, (rx, slot, t, None)));
+                }
+                loop {
+                    match rx.recv().await {
+                        Ok(ev) if device.is_none_or(|d| d == ev.device) => {
+                            let out = vec![DeviceStatus::new(ev.device, ev.status)];
+                            return Some((out, (rx, slot, t, None)));
+                        }
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(n)) => {
+                            metrics::counter!(crate::telemetry::names::DEVICE_STATUS_LAGGED)
+                                .increment(n);
+                            let now = current(&t);
+                            return Some((now, (rx, slot, t, None)));
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            },
+        );
+        Ok(futures::StreamExt::flat_map(stream, futures::stream::iter))
+    }
+}
+
+/// Takes one of the caller's subscription slots (per user, tenant and connection);
+/// the slot is freed when the stream holding it is dropped.
+fn open_slot(ctx: &Context<'_>) -> async_graphql::Result<crate::api::gate::SubscriptionSlot> {
+    let a = api(ctx);
+    let connection = ctx
+        .data_opt::<RequestCtx>()
+        .and_then(|r| r.connection_subs.as_ref());
+    a.gate
+        .open_subscription(
+            session(ctx)?,
+            connection,
+            a.config.api.max_subscriptions_per_connection,
+        )
+        .map_err(|(limit, max)| {
+            metrics::counter!(crate::telemetry::names::QUOTA_REFUSALS, "limit" => limit)
+                .increment(1);
+            fail(ctx, ApiError::QuotaExceeded { limit, max })
+        })
 }

@@ -9,7 +9,11 @@
 //! - `order=ABCD|CDAB|BADC|DCBA`: byte and word order of multi-register values
 //!   (ABCD, big-endian, is the default; CDAB swaps the words, BADC the bytes in each
 //!   word, DCBA both);
-//! - `len=N`: the number of registers of a `string` tag (two ASCII characters each).
+//! - `len=N`: the number of registers of a `string` tag (two ASCII characters each);
+//! - `group=NAME`: the poll group the tag is read in (declared in the device's
+//!   `poll_groups`; without it the tag is read at the device's `poll_ms`);
+//! - `confirm`: after a write, read the value back and fail the command when the device
+//!   holds something else.
 //!
 //! The tag's `data_type` says how many registers a value takes: 1 for `u16`/`i16`, 2
 //! for `u32`/`i32`/`f32`, 4 for `u64`/`i64`/`f64`.
@@ -190,9 +194,24 @@ fn one_based(s: &str) -> Result<(Table, u16), String> {
     Ok((table, (n - 1) as u16))
 }
 
+/// What a tag's address says beyond where the value lives.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TagOptions {
+    /// The poll group (`group=NAME`); `None` is the device's default group.
+    pub group: Option<String>,
+    /// Read back after a write (`confirm`).
+    pub confirm: bool,
+}
+
 impl Address {
     /// Parses `address` for a tag of `data_type`.
     pub fn parse(address: &str, data_type: DataType) -> Result<Self, String> {
+        Self::parse_tag(address, data_type).map(|(a, _)| a)
+    }
+
+    /// Parses `address` with its tag options (`group=`, `confirm`).
+    pub fn parse_tag(address: &str, data_type: DataType) -> Result<(Self, TagOptions), String> {
+        let mut options = TagOptions::default();
         let mut parts = address.split(';');
         let head = parts.next().unwrap_or_default().trim();
         let (table, start, bit) = match split_table(head) {
@@ -220,6 +239,10 @@ impl Address {
             if opt.is_empty() {
                 continue;
             }
+            if opt == "confirm" {
+                options.confirm = true;
+                continue;
+            }
             let (k, v) = opt
                 .split_once('=')
                 .ok_or_else(|| format!("option `{opt}` must be key=value"))?;
@@ -240,7 +263,25 @@ impl Address {
                         })?;
                     len = Some(n);
                 }
-                other => return Err(format!("unknown option `{other}` (order, len)")),
+                "group" => {
+                    let g = v.trim();
+                    if g.is_empty() {
+                        return Err("group needs a name: group=NAME".into());
+                    }
+                    options.group = Some(g.to_string());
+                }
+                "confirm" => {
+                    options.confirm = match v.trim() {
+                        "true" => true,
+                        "false" => false,
+                        other => return Err(format!("confirm `{other}` must be true or false")),
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "unknown option `{other}` (order, len, group, confirm)"
+                    ));
+                }
             }
         }
         let count = match (table.is_bits(), data_type, bit) {
@@ -276,14 +317,17 @@ impl Address {
                 count
             ));
         }
-        Ok(Address {
-            table,
-            start,
-            bit,
-            order,
-            count,
-            data_type,
-        })
+        Ok((
+            Address {
+                table,
+                start,
+                bit,
+                order,
+                count,
+                data_type,
+            },
+            options,
+        ))
     }
 
     /// One past the last coil or register.
@@ -363,6 +407,14 @@ mod tests {
         let b = p("ir:7.15", DataType::Bool);
         assert_eq!((b.bit, b.count), (Some(15), 1));
         assert_eq!(b.to_string(), "ir:7.15 (30008)");
+        let (_, opts) = Address::parse_tag("hr:4;group=slow;confirm", DataType::U16).expect("opts");
+        assert_eq!(
+            opts,
+            TagOptions {
+                group: Some("slow".into()),
+                confirm: true
+            }
+        );
         let o = p("hr:4; order=cdab", DataType::F32);
         assert_eq!(o.order, WordOrder::Cdab);
         assert_eq!(o.to_string(), "hr:4;order=CDAB (40005)");
@@ -385,6 +437,8 @@ mod tests {
             ("hr:1;len=2", DataType::U16, "only for string"),
             ("hr:1;order=XYZW", DataType::F32, "ABCD"),
             ("hr:1;speed=9", DataType::U16, "unknown option"),
+            ("hr:1;group=", DataType::U16, "needs a name"),
+            ("hr:1;confirm=maybe", DataType::U16, "true or false"),
             ("hr:65534", DataType::F64, "past the end"),
             ("20001", DataType::U16, "leading digit 2"),
             ("40000", DataType::U16, "1..=65536"),

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use super::config::SimConfig;
 use super::signal::Signal;
 use crate::domain::{DataType, Quality, Sample, Tag, TagId, Timestamp, Value};
-use crate::drivers::{Driver, Error, PlanSummary, PushSink};
+use crate::drivers::{Driver, DriverSink, Error, PlanGroup, PlanSummary, ReadReport, WriteReport};
 
 struct SimTag {
     id: TagId,
@@ -45,7 +45,7 @@ impl SimDriver {
 
 #[async_trait]
 impl Driver for SimDriver {
-    fn plan(&mut self, tags: &[Tag]) -> Result<PlanSummary, Error> {
+    fn plan(&mut self, tags: &[Tag], default_period_ms: u64) -> Result<PlanSummary, Error> {
         let mut planned = Vec::with_capacity(tags.len());
         for tag in tags {
             let signal = Signal::parse(&tag.spec.address).map_err(|reason| Error::Address {
@@ -67,12 +67,16 @@ impl Driver for SimDriver {
         }
         self.tags = planned;
         Ok(PlanSummary {
-            requests_per_cycle: u32::from(!self.tags.is_empty()),
-            tags: self.tags.len() as u32,
+            groups: vec![PlanGroup {
+                name: "default".into(),
+                period_ms: default_period_ms,
+                requests: u32::from(!self.tags.is_empty()),
+                tags: self.tags.len() as u32,
+            }],
         })
     }
 
-    async fn connect(&mut self, _push: PushSink) -> Result<(), Error> {
+    async fn connect(&mut self, _sink: DriverSink) -> Result<(), Error> {
         if self.down_remaining > 0 {
             self.down_remaining -= 1;
             return Err(Error::Disconnected("simulated link loss".into()));
@@ -81,7 +85,12 @@ impl Driver for SimDriver {
         Ok(())
     }
 
-    async fn read(&mut self, now: Timestamp, out: &mut Vec<Sample>) -> Result<(), Error> {
+    async fn read(
+        &mut self,
+        _group: usize,
+        now: Timestamp,
+        out: &mut Vec<Sample>,
+    ) -> Result<ReadReport, Error> {
         if !self.connected {
             return Err(Error::Disconnected("not connected".into()));
         }
@@ -117,10 +126,13 @@ impl Driver for SimDriver {
                 server_time: now,
             });
         }
-        Ok(())
+        Ok(ReadReport {
+            requests: u32::from(!self.tags.is_empty()),
+            ..ReadReport::default()
+        })
     }
 
-    async fn write(&mut self, tag: &Tag, value: &Value) -> Result<(), Error> {
+    async fn write(&mut self, tag: &Tag, value: &Value) -> Result<WriteReport, Error> {
         if !tag.spec.writable {
             return Err(Error::NotWritable(tag.spec.name.clone()));
         }
@@ -146,7 +158,7 @@ impl Driver for SimDriver {
             });
         }
         sim.written = Some(value.clone());
-        Ok(())
+        Ok(WriteReport { confirmed: None })
     }
 
     async fn disconnect(&mut self) {
@@ -158,7 +170,6 @@ impl Driver for SimDriver {
 mod tests {
     use super::*;
     use crate::domain::{DeviceId, TagSpec, TenantId};
-    use std::sync::Arc;
 
     fn tag(id: i64, address: &str, data_type: DataType, writable: bool) -> Tag {
         Tag {
@@ -179,29 +190,29 @@ mod tests {
         }
     }
 
-    fn sink() -> PushSink {
-        Arc::new(|_| {})
+    fn sink() -> DriverSink {
+        DriverSink::discard()
     }
 
     #[tokio::test]
     async fn reads_one_sample_per_tag_with_scaling() {
         let mut d = SimDriver::new(SimConfig::default());
         let plan = d
-            .plan(&[
-                tag(1, "ramp:period=10,min=0,max=10", DataType::F64, false),
-                tag(2, "counter", DataType::I64, false),
-            ])
+            .plan(
+                &[
+                    tag(1, "ramp:period=10,min=0,max=10", DataType::F64, false),
+                    tag(2, "counter", DataType::I64, false),
+                ],
+                1000,
+            )
             .expect("plan");
-        assert_eq!(
-            plan,
-            PlanSummary {
-                requests_per_cycle: 1,
-                tags: 2
-            }
-        );
+        assert_eq!((plan.requests_per_cycle(), plan.tags()), (1, 2));
+        assert_eq!(plan.groups[0].period_ms, 1000);
         d.connect(sink()).await.expect("connect");
         let mut out = Vec::new();
-        d.read(Timestamp(5_000_000), &mut out).await.expect("read");
+        d.read(0, Timestamp(5_000_000), &mut out)
+            .await
+            .expect("read");
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].value, Value::F64(5.0 * 2.0 + 1.0));
         assert_eq!(out[1].value, Value::I64(1));
@@ -211,7 +222,7 @@ mod tests {
     async fn bad_address_names_the_tag() {
         let mut d = SimDriver::new(SimConfig::default());
         let err = d
-            .plan(&[tag(1, "bogus", DataType::F64, false)])
+            .plan(&[tag(1, "bogus", DataType::F64, false)], 1000)
             .unwrap_err();
         assert!(err.to_string().contains("tag `t1`"), "{err}");
     }
@@ -224,19 +235,19 @@ mod tests {
             ..SimConfig::default()
         };
         let mut d = SimDriver::new(cfg);
-        d.plan(&[tag(1, "counter", DataType::I64, false)])
+        d.plan(&[tag(1, "counter", DataType::I64, false)], 1000)
             .expect("plan");
         d.connect(sink()).await.expect("connect");
         let mut out = Vec::new();
-        d.read(Timestamp(0), &mut out).await.expect("poll 1");
+        d.read(0, Timestamp(0), &mut out).await.expect("poll 1");
         assert!(matches!(
-            d.read(Timestamp(0), &mut out).await,
+            d.read(0, Timestamp(0), &mut out).await,
             Err(Error::Disconnected(_))
         ));
         assert!(d.connect(sink()).await.is_err());
         assert!(d.connect(sink()).await.is_err());
         d.connect(sink()).await.expect("link back");
-        d.read(Timestamp(0), &mut out).await.expect("poll 3");
+        d.read(0, Timestamp(0), &mut out).await.expect("poll 3");
     }
 
     #[tokio::test]
@@ -244,7 +255,7 @@ mod tests {
         let mut d = SimDriver::new(SimConfig::default());
         let sp = tag(1, "sine", DataType::F64, true);
         let ro = tag(2, "sine", DataType::F64, false);
-        d.plan(&[sp.clone(), ro.clone()]).expect("plan");
+        d.plan(&[sp.clone(), ro.clone()], 1000).expect("plan");
         d.connect(sink()).await.expect("connect");
         assert!(matches!(
             d.write(&ro, &Value::F64(1.0)).await,
@@ -256,7 +267,7 @@ mod tests {
         ));
         d.write(&sp, &Value::F64(42.0)).await.expect("write");
         let mut out = Vec::new();
-        d.read(Timestamp(1), &mut out).await.expect("read");
+        d.read(0, Timestamp(1), &mut out).await.expect("read");
         assert_eq!(out[0].value, Value::F64(42.0));
     }
 
@@ -267,11 +278,11 @@ mod tests {
             panic_every_polls: 2,
             ..SimConfig::default()
         });
-        d.plan(&[tag(1, "counter", DataType::I64, false)])
+        d.plan(&[tag(1, "counter", DataType::I64, false)], 1000)
             .expect("plan");
         d.connect(sink()).await.expect("connect");
         let mut out = Vec::new();
-        d.read(Timestamp(0), &mut out).await.expect("poll 1");
-        let _ = d.read(Timestamp(0), &mut out).await;
+        d.read(0, Timestamp(0), &mut out).await.expect("poll 1");
+        let _ = d.read(0, Timestamp(0), &mut out).await;
     }
 }

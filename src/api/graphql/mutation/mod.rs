@@ -1,8 +1,10 @@
-//! Mutation root, merged from three parts: sessions (login, refresh, logout, password),
-//! users of the caller's tenant, and tenants (platform administrators). Every field's
+//! Mutation root, merged from four parts: sessions (login, refresh, logout, password),
+//! users of the caller's tenant, tenants (platform administrators) and commands
+//! (writeTag). Every field's
 //! access rule is in [`crate::api::permissions::FIELDS`]; every call leaves exactly one
 //! audit record (written by the audit extension).
 
+mod control;
 mod session;
 mod tenants;
 mod users;
@@ -20,6 +22,7 @@ pub struct MutationRoot(
     session::SessionMutations,
     users::UserMutations,
     tenants::TenantMutations,
+    control::ControlMutations,
 );
 
 /// The gate's view of a user.

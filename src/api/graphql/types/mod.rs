@@ -122,45 +122,94 @@ impl From<domain::Unit> for Unit {
     }
 }
 
+/// State of a device.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-#[graphql(name = "LinkState")]
-pub enum LinkStateGql {
+#[graphql(name = "DeviceState")]
+pub enum DeviceStateGql {
+    /// Started; no answer yet, or the link is being opened again.
     Connecting,
-    Connected,
-    Disconnected,
+    /// Polls answer and every tag reads.
+    Online,
+    /// The device answers but some tags do not read (exceptions, bad addresses).
+    Degraded,
+    /// No link, or no answer: the device's tags are BAD / comm_lost.
+    Offline,
+    /// The device actor failed and waits for its restart.
     Restarting,
+    /// Out of service: not polled.
     Disabled,
+}
+
+impl From<LinkState> for DeviceStateGql {
+    fn from(s: LinkState) -> Self {
+        match s {
+            LinkState::Connecting => DeviceStateGql::Connecting,
+            LinkState::Online => DeviceStateGql::Online,
+            LinkState::Degraded => DeviceStateGql::Degraded,
+            LinkState::Offline => DeviceStateGql::Offline,
+            LinkState::Restarting => DeviceStateGql::Restarting,
+            LinkState::Disabled => DeviceStateGql::Disabled,
+        }
+    }
+}
+
+/// One poll group of a device's read plan.
+#[derive(SimpleObject, Clone)]
+pub struct PollGroup {
+    /// `default` (the device's pollMs) or the group's declared name.
+    pub name: String,
+    pub period_ms: u64,
+    /// Protocol requests per cycle of this group.
+    pub requests: u32,
+    pub tags: u32,
 }
 
 /// Live state of a device actor.
 #[derive(SimpleObject)]
 pub struct DeviceStatus {
-    pub state: LinkStateGql,
+    pub device_id: ID,
+    pub state: DeviceStateGql,
+    /// When the state last changed.
+    pub since: DateTime<Utc>,
     pub polls: u64,
     pub poll_errors: u64,
     pub restarts: u64,
     pub last_poll: Option<DateTime<Utc>>,
+    /// The last poll in which every tag read.
+    pub last_success: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
-    /// Protocol requests per poll cycle, from the read plan.
+    /// Protocol requests of one cycle of every poll group, from the read plan.
     pub requests_per_cycle: u32,
+    /// The read plan per poll group.
+    pub poll_groups: Vec<PollGroup>,
+    /// Addresses in the bad-address cache (skipped for a grace period, then retried).
+    pub bad_addresses: u32,
 }
 
-impl From<RtStatus> for DeviceStatus {
-    fn from(s: RtStatus) -> Self {
+impl DeviceStatus {
+    pub fn new(device: domain::DeviceId, s: RtStatus) -> Self {
         DeviceStatus {
-            state: match s.state {
-                LinkState::Connecting => LinkStateGql::Connecting,
-                LinkState::Connected => LinkStateGql::Connected,
-                LinkState::Disconnected => LinkStateGql::Disconnected,
-                LinkState::Restarting => LinkStateGql::Restarting,
-                LinkState::Disabled => LinkStateGql::Disabled,
-            },
+            device_id: ID(device.to_string()),
+            state: s.state.into(),
+            since: s.since.to_datetime(),
             polls: s.polls,
             poll_errors: s.poll_errors,
             restarts: s.restarts,
             last_poll: s.last_poll.map(Timestamp::to_datetime),
+            last_success: s.last_success.map(Timestamp::to_datetime),
             last_error: s.last_error,
             requests_per_cycle: s.requests_per_cycle,
+            poll_groups: s
+                .groups
+                .into_iter()
+                .map(|g| PollGroup {
+                    name: g.name,
+                    period_ms: g.period_ms,
+                    requests: g.requests,
+                    tags: g.tags,
+                })
+                .collect(),
+            bad_addresses: s.bad_addresses,
         }
     }
 }
@@ -237,7 +286,7 @@ impl Device {
             .id
             .parse()
             .map_err(|_| fail(ctx, super::ApiError::NotFound("device")))?;
-        Ok(t.status.get(&id).map(|s| s.clone().into()))
+        Ok(t.status.get(&id).map(|s| DeviceStatus::new(id, s.clone())))
     }
 
     #[graphql(guard = "Need(Permission::Read)")]
