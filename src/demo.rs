@@ -1,5 +1,9 @@
 //! `thermacore demo`: a small plant of simulated devices on SQLite, with users admin,
-//! operator and viewer, ready to explore in GraphiQL.
+//! operator and viewer, ready to explore in GraphiQL. With the `modbus` feature the
+//! plant includes a Modbus PLC ([`plc`]) served on a free loopback port.
+
+#[cfg(feature = "modbus")]
+pub mod plc;
 
 use std::path::Path;
 
@@ -107,10 +111,21 @@ address = "walk:step=0.1,min=0,max=5"
 eng_unit = "mm/s"
 "#;
 
-/// The demo's configuration: the plant above on a SQLite file in `data_dir`.
-pub fn demo_config(data_dir: &Path) -> Config {
+/// The demo's configuration: the plant above on a SQLite file in `data_dir`, with the
+/// Modbus PLC at `127.0.0.1:plc_port` when the `modbus` feature is on.
+pub fn demo_config(data_dir: &Path, plc_port: u16) -> Config {
+    #[cfg(feature = "modbus")]
+    let plant = format!(
+        "{DEMO_PLANT}{}",
+        plc::PLC_DEVICE.replace("{port}", &plc_port.to_string())
+    );
+    #[cfg(not(feature = "modbus"))]
+    let plant = {
+        let _ = plc_port;
+        DEMO_PLANT.to_string()
+    };
     // The plant text is part of the binary and covered by a test; a failure here is a bug.
-    let mut config = parse_str(DEMO_PLANT, "demo plant").expect("the built-in demo plant is valid");
+    let mut config = parse_str(&plant, "demo plant").expect("the built-in demo plant is valid");
     config.storage.url = format!("sqlite:{}", data_dir.join("thermacore-demo.db").display());
     config
 }
@@ -161,8 +176,15 @@ pub fn random_password() -> String {
 mod tests {
     #[test]
     fn the_demo_plant_is_valid() {
-        let c = super::demo_config(std::path::Path::new("/tmp"));
+        let c = super::demo_config(std::path::Path::new("/tmp"), 5020);
         assert_eq!(c.tenants.len(), 1);
+        #[cfg(feature = "modbus")]
+        assert!(
+            c.tenants[0]
+                .devices
+                .iter()
+                .any(|d| d.driver.protocol() == "modbus")
+        );
         assert!(c.storage.url.ends_with("thermacore-demo.db"));
     }
 }

@@ -260,7 +260,13 @@ async fn run_demo(listen: std::net::SocketAddr, data_dir: &Path) -> anyhow::Resu
     }
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
-    let mut config = demo::demo_config(data_dir);
+    #[cfg(feature = "modbus")]
+    let (plc_port, _plc) = demo::plc::start()
+        .await
+        .context("starting the demo's Modbus PLC on a loopback port")?;
+    #[cfg(not(feature = "modbus"))]
+    let plc_port = 0;
+    let mut config = demo::demo_config(data_dir, plc_port);
     config.server.listen = listen;
     config.auth.jwt_secret = Some(
         std::env::var("THERMACORE_JWT_SECRET")
@@ -279,6 +285,8 @@ async fn run_demo(listen: std::net::SocketAddr, data_dir: &Path) -> anyhow::Resu
     println!("  WebSocket:  ws://{addr}/graphql/ws   (graphql-transport-ws)");
     println!("  Metrics:    http://{addr}/metrics");
     println!("  Database:   {}", config.storage.url);
+    #[cfg(feature = "modbus")]
+    println!("  Modbus PLC: 127.0.0.1:{plc_port} (unit 1; device station-plc)");
     for (tenant, user, password) in &users {
         let shown = if fixed.is_some() {
             "(THERMACORE_DEMO_PASSWORD)"

@@ -250,7 +250,10 @@ fn describe() {
 /// Sets up `tracing` with `RUST_LOG` (default `info`) in text or JSON.
 pub fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // rodbus warns on every failed request; the Modbus driver counts them in metrics
+    // and logs a failing address once, so by default only its errors show.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,rodbus::client::task=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use super::cache::{CacheMsg, TagRegistration};
 use super::data_path::{bad_samples, fan_out};
 use super::historian::HistorianHandle;
 use super::shared::{LinkState, TenantShared};
@@ -16,6 +17,7 @@ use crate::domain::{
     DeviceId, Quality, QualityReason, Sample, SampleBatch, TagId, Timestamp, Value,
 };
 use crate::drivers::{self, Driver, DriverSink, LinkEvent, WriteReport};
+use crate::config::CacheConfig;
 use crate::secrets::SecretKey;
 use crate::telemetry::names;
 
@@ -47,6 +49,18 @@ pub struct DeviceArgs {
     pub historian: Arc<HistorianHandle>,
     /// Opens the device's secrets for its driver (checked at start-up).
     pub secret_key: Option<Arc<SecretKey>>,
+    /// Staleness of the cache: tags of slower poll groups are registered with theirs,
+    /// and a deadband still reports a steady value before it would turn stale.
+    pub cache: CacheConfig,
+}
+
+/// A deadband tag: a reading is reported when it moved by `band` from the last one
+/// reported, or when the last report is `heartbeat` old (so that a steady value never
+/// reads stale).
+struct Deadband {
+    band: f64,
+    heartbeat: Duration,
+    last: Option<(f64, Instant)>,
 }
 
 /// The schedule of one poll group.
@@ -71,8 +85,8 @@ pub struct DeviceState {
     run: u64,
     groups: Vec<Group>,
     reconnect_backoff: Duration,
-    /// Tags with a deadband: (band, last reported numeric value).
-    deadband: HashMap<TagId, (f64, Option<f64>)>,
+    /// Tags with a deadband.
+    deadband: HashMap<TagId, Deadband>,
 }
 
 impl DeviceState {
@@ -88,12 +102,15 @@ impl DeviceState {
     /// Fans a batch out along the data path.
     fn emit(&mut self, mut samples: Vec<Sample>) {
         if !self.deadband.is_empty() {
+            let now = Instant::now();
             samples.retain(
                 |s| match (self.deadband.get_mut(&s.tag), s.value.as_f64()) {
-                    (Some((band, last)), Some(v)) if s.quality.is_good() => {
-                        let report = last.is_none_or(|l| (v - l).abs() >= *band);
+                    (Some(d), Some(v)) if s.quality.is_good() => {
+                        let report = d.last.is_none_or(|(l, at)| {
+                            (v - l).abs() >= d.band || now.duration_since(at) >= d.heartbeat
+                        });
                         if report {
-                            *last = Some(v);
+                            d.last = Some((v, now));
                         }
                         report
                     }
@@ -246,6 +263,12 @@ impl DeviceActor {
                     s.polls += 1;
                     s.last_poll = Some(now);
                     s.bad_addresses = report.bad_addresses;
+                    // What this group really costs now (refused ranges split, parked
+                    // addresses skipped), in place of the configured plan's count.
+                    if let Some(g) = s.groups.get_mut(group) {
+                        g.requests = report.requests;
+                    }
+                    s.requests_per_cycle = s.groups.iter().map(|g| g.requests).sum();
                     if report.failed_tags == 0 {
                         s.last_success = Some(now);
                     }
@@ -391,12 +414,43 @@ impl Actor for DeviceActor {
                 .set_state(id, LinkState::Offline, Some(e.to_string()));
             tracing::error!(device = %spec.name, error = %e, "read plan refused; device not polled until its configuration is fixed");
         }
+        // Each tag's period: its poll group's, or the device's.
+        let period_of = |tag: TagId| -> u64 {
+            plan.as_ref()
+                .ok()
+                .and_then(|p| {
+                    let g = p.tag_groups.iter().find(|(t, _)| *t == tag)?.1;
+                    p.groups.get(g).map(|g| g.period_ms)
+                })
+                .unwrap_or(spec.poll_ms)
+        };
+        if let Ok(p) = &plan
+            && !p.tag_groups.is_empty()
+        {
+            let regs = p
+                .tag_groups
+                .iter()
+                .map(|(tag, _)| TagRegistration {
+                    tag: *tag,
+                    stale_after_us: args.cache.stale_after_us(period_of(*tag)),
+                })
+                .collect();
+            args.shared.cache_actor.cast(CacheMsg::Register(regs));
+        }
         let deadband = args
             .world
             .tags
             .iter()
             .filter(|t| t.spec.deadband > 0.0)
-            .map(|t| (t.id, (t.spec.deadband, None)))
+            .map(|t| {
+                let stale = args.cache.stale_after_us(period_of(t.id)).max(0) as u64;
+                let d = Deadband {
+                    band: t.spec.deadband,
+                    heartbeat: Duration::from_micros(stale / 2),
+                    last: None,
+                };
+                (t.id, d)
+            })
             .collect();
         let mut st = DeviceState {
             planned: plan.is_ok(),

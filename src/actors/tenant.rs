@@ -115,6 +115,7 @@ impl TenantActor {
                     shared: shared.clone(),
                     historian: st.args.historian.clone(),
                     secret_key: st.args.runtime.secret_key.clone(),
+                    cache: st.args.cache.clone(),
                 };
                 let (a, _) = Actor::spawn_linked(name, DeviceActor, args, sup).await?;
                 shared
@@ -223,12 +224,9 @@ impl Actor for TenantActor {
         me: ActorRef<TenantMsg>,
         st: &mut TenantState,
     ) -> Result<(), ActorProcessingErr> {
-        let min_stale = st.args.cache.min_stale_secs as i64 * 1_000_000;
         let mut regs = Vec::new();
         for d in &st.args.devices {
-            let stale =
-                (d.device.spec.poll_ms as i64 * 1000 * i64::from(st.args.cache.stale_after_polls))
-                    .max(min_stale);
+            let stale = st.args.cache.stale_after_us(d.device.spec.poll_ms);
             regs.extend(d.tags.iter().map(|t| TagRegistration {
                 tag: t.id,
                 stale_after_us: stale,

@@ -286,6 +286,15 @@ fn validate_tenants(config: &Config, text: &str, origin: &str) -> Result<(), Con
                 "device",
             )?;
             unit_ref(&device.unit, format!("{dk}.unit"))?;
+            if let Err(reason) = device.driver.check() {
+                return Err(invalid(
+                    origin,
+                    text,
+                    format!("{dk}.driver"),
+                    &device.name,
+                    reason,
+                ));
+            }
             let generated = device.driver.generated_tags();
             let mut tags: HashSet<&str> = generated.iter().map(|t| t.name.as_str()).collect();
             for (gi, tag) in device.tags.iter().enumerate() {

@@ -232,6 +232,16 @@ pub struct CacheConfig {
     pub min_stale_secs: u64,
 }
 
+impl CacheConfig {
+    /// The staleness limit (µs) of a tag read every `period_ms`.
+    pub fn stale_after_us(&self, period_ms: u64) -> i64 {
+        let polls = (period_ms as i64)
+            .saturating_mul(1000)
+            .saturating_mul(i64::from(self.stale_after_polls));
+        polls.max(self.min_stale_secs as i64 * 1_000_000)
+    }
+}
+
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{DataType, OpenedSecurity, Sample, Tag, TagSpec, Timestamp, Value};
+use crate::domain::{DataType, OpenedSecurity, Sample, Tag, TagId, TagSpec, Timestamp, Value};
 
 /// Errors a driver reports to its device actor.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -74,6 +74,9 @@ pub struct PlanGroup {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PlanSummary {
     pub groups: Vec<PlanGroup>,
+    /// The group of every tag not read in group 0 (the device's own period): their
+    /// staleness follows their group's period.
+    pub tag_groups: Vec<(TagId, usize)>,
 }
 
 impl PlanSummary {

@@ -318,6 +318,27 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_documents_every_key() {
+        let example = include_str!("../../../thermacore.example.toml");
+        let line = example
+            .lines()
+            .find(|l| l.starts_with("driver = { protocol = \"modbus\""))
+            .expect("a modbus device in thermacore.example.toml");
+        let mut c = ModbusConfig::new("h", 502);
+        c.tls_server_name = Some("h".into());
+        let keys = toml::Table::try_from(&c).expect("serializes");
+        for key in keys.keys() {
+            let documented = example.contains(&format!("#   {key}"))
+                || example.contains(&format!(" {key},"))
+                || example.contains(&format!(", {key}"));
+            assert!(documented, "{key} is not described in thermacore.example.toml");
+            if key != "tls_server_name" {
+                assert!(line.contains(&format!("{key} =")), "{key} missing from {line}");
+            }
+        }
+    }
+
+    #[test]
     fn tags_are_checked_against_groups_limits_and_tables() {
         let mut c = ModbusConfig::new("plc", 502);
         c.poll_groups.push(PollGroupConfig {

@@ -281,6 +281,7 @@ impl ModbusDriver {
 impl Driver for ModbusDriver {
     fn plan(&mut self, tags: &[Tag], default_period_ms: u64) -> Result<PlanSummary, Error> {
         let mut planned = Vec::with_capacity(tags.len());
+        let mut tag_groups = Vec::new();
         let mut by_group: Vec<Vec<(usize, Address)>> =
             vec![Vec::new(); self.config.poll_groups.len() + 1];
         for (i, tag) in tags.iter().enumerate() {
@@ -293,6 +294,9 @@ impl Driver for ModbusDriver {
                 Address::parse_tag(&tag.spec.address, tag.spec.data_type).map_err(address_error)?;
             let group = self.config.group_index(&options).map_err(address_error)?;
             by_group[group].push((i, addr));
+            if group > 0 {
+                tag_groups.push((tag.id, group));
+            }
             planned.push(PlannedTag {
                 id: tag.id,
                 name: tag.spec.name.clone(),
@@ -305,7 +309,10 @@ impl Driver for ModbusDriver {
         }
         let limits = self.config.limits();
         let mut groups = Vec::with_capacity(by_group.len());
-        let mut summary = PlanSummary::default();
+        let mut summary = PlanSummary {
+            groups: Vec::new(),
+            tag_groups,
+        };
         for (g, members) in by_group.iter().enumerate() {
             let requests = plan::plan(members, &limits).map_err(Error::Config)?;
             let (name, period_ms) = match g {
@@ -373,6 +380,8 @@ impl Driver for ModbusDriver {
         requests.extend(bad.due(group, started));
         let mut report = ReadReport::default();
         let mut i = 0;
+        // The request last retried after the device closed the link under it.
+        let mut retried: Option<usize> = None;
         while i < requests.len() {
             let (table, start, count) = (requests[i].table, requests[i].start, requests[i].count);
             report.requests += 1;
@@ -409,6 +418,19 @@ impl Driver for ModbusDriver {
                     i += 1;
                 }
                 Err(e) => match classify(&e, &ch.label, config.timeout_ms) {
+                    // The device closed the link under this request (devices that
+                    // close after K requests or when idle): once the channel has
+                    // reconnected, ask again rather than lose the whole poll.
+                    Fault::Link(_)
+                        if retried != Some(i)
+                            && matches!(e, RequestError::Io(_) | RequestError::NoConnection) =>
+                    {
+                        retried = Some(i);
+                        let wait = std::time::Duration::from_millis(
+                            config.timeout_ms + config.reconnect_min_ms,
+                        );
+                        ch.ready(wait).await?;
+                    }
                     Fault::Link(err) => return Err(err),
                     Fault::Refused {
                         reason,

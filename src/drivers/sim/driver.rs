@@ -73,6 +73,7 @@ impl Driver for SimDriver {
                 requests: u32::from(!self.tags.is_empty()),
                 tags: self.tags.len() as u32,
             }],
+            tag_groups: Vec::new(),
         })
     }
 

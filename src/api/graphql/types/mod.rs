@@ -337,6 +337,31 @@ pub struct Tag {
 
 #[ComplexObject]
 impl Tag {
+    /// The address as the device's driver reads it, where the protocol has a canonical
+    /// form: Modbus shows the table, the 0-based address and the 1-based notation
+    /// (`40101` reads `hr:100 (40101)`). Null for protocols without one.
+    #[graphql(guard = "Need(Permission::Read)")]
+    async fn address_info(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let s = super::session(ctx)?;
+        let device = self
+            .device_id
+            .parse()
+            .map_err(|_| fail(ctx, super::ApiError::NotFound("device")))?;
+        let Some(d) = api(ctx)
+            .store
+            .device(s.tenant, device)
+            .await
+            .map_err(|e| fail(ctx, e))?
+        else {
+            return Ok(None);
+        };
+        let data_type = self
+            .data_type
+            .parse()
+            .map_err(|e: String| fail(ctx, super::ApiError::Internal(e)))?;
+        Ok(d.spec.driver.describe_address(&self.address, data_type))
+    }
+
     /// The latest value, from the cache; null before the first reading.
     #[graphql(guard = "Need(Permission::Read)")]
     async fn latest(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<TagValue>> {
