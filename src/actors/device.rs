@@ -13,11 +13,11 @@ use super::data_path::{bad_samples, fan_out};
 use super::historian::HistorianHandle;
 use super::shared::{LinkState, TenantShared};
 use super::tenant::DeviceWorld;
+use crate::config::CacheConfig;
 use crate::domain::{
     DeviceId, Quality, QualityReason, Sample, SampleBatch, TagId, Timestamp, Value,
 };
 use crate::drivers::{self, Driver, DriverSink, LinkEvent, WriteReport};
-use crate::config::CacheConfig;
 use crate::secrets::SecretKey;
 use crate::telemetry::names;
 
@@ -224,7 +224,12 @@ impl DeviceActor {
                 }
             }
             LinkEvent::Connected => {
-                if matches!(state, LinkState::Offline | LinkState::Connecting) {
+                // A link that is up is no answer yet: the next poll says whether this
+                // device answers (a unit id behind a shared gateway may not, and this
+                // event may arrive after a poll found it silent). A device with nothing
+                // to poll has only the link to go by.
+                let polled = st.groups.iter().any(|g| !g.empty);
+                if !polled && matches!(state, LinkState::Offline | LinkState::Connecting) {
                     st.set_state(LinkState::Online, None);
                 }
             }

@@ -209,3 +209,67 @@ fn server_settings_are_checked() {
     assert!(err("[server]\nmax_body_bytes = 0").contains("server.max_body_bytes"));
     assert!(err("[server]\nrequest_timeout_secs = 0").contains("server.request_timeout_secs"));
 }
+
+#[cfg(feature = "modbus")]
+#[test]
+fn modbus_devices_are_checked_with_the_key_at_fault() {
+    let device = |driver: &str, tag: &str| {
+        format!(
+            "[[tenants]]\nname = \"acme\"\n[[tenants.devices]]\nname = \"plc\"\ndriver = {{ protocol = \"modbus\", {driver} }}\n[[tenants.devices.tags]]\nname = \"t\"\n{tag}\n"
+        )
+    };
+    let ok = device(
+        "host = \"10.0.0.5\", unit_id = 255, poll_groups = [{ name = \"slow\", period_ms = 5000 }]",
+        "address = \"40101;group=slow\"\ndata_type = \"u16\"\nwritable = true",
+    );
+    let c = parse_str(&ok, "test.toml").expect("valid");
+    assert_eq!(c.tenants[0].devices[0].driver.protocol(), "modbus");
+    let cases = [
+        (
+            device(
+                "host = \"h\", max_registers = 200",
+                "address = \"hr:0\"\ndata_type = \"u16\"",
+            ),
+            "tenants[0].devices[0].driver",
+            "max_registers 200",
+        ),
+        (
+            device(
+                "host = \"h\", speed = 9",
+                "address = \"hr:0\"\ndata_type = \"u16\"",
+            ),
+            "speed",
+            "line 5",
+        ),
+        (
+            device("port = 502", "address = \"hr:0\"\ndata_type = \"u16\""),
+            "host",
+            "line 5",
+        ),
+        (
+            device("host = \"h\"", "address = \"hr:0.3\"\ndata_type = \"u16\""),
+            "tenants[0].devices[0].tags[0].address",
+            "only for bool",
+        ),
+        (
+            device(
+                "host = \"h\"",
+                "address = \"hr:0;group=fast\"\ndata_type = \"u16\"",
+            ),
+            "tenants[0].devices[0].tags[0].address",
+            "no poll group `fast`",
+        ),
+        (
+            device(
+                "host = \"h\"",
+                "address = \"30001\"\ndata_type = \"u16\"\nwritable = true",
+            ),
+            "tenants[0].devices[0].tags[0].address",
+            "read-only",
+        ),
+    ];
+    for (text, key, why) in cases {
+        let e = err(&text);
+        assert!(e.contains(key) && e.contains(why), "{key} / {why}: {e}");
+    }
+}

@@ -200,7 +200,8 @@ fn step(b: &mut Bank, t: f64, dt: f64) {
     b.set_input(3, &f32_cdab(flow as f32));
     b.set_input(5, &[(energy >> 16) as u16, energy as u16]);
     // The tank runs low when both pumps run for a while.
-    b.discrete_inputs.insert(2, running >= 2.0 && (t / 60.0).sin() > 0.5);
+    b.discrete_inputs
+        .insert(2, running >= 2.0 && (t / 60.0).sin() > 0.5);
 }
 
 /// Starts the PLC on a free loopback port and its simulation; returns the port and the

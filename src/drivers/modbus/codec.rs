@@ -18,8 +18,18 @@ fn reorder(regs: &[u16], order: WordOrder) -> Vec<u16> {
     out
 }
 
-fn to_u64(regs: &[u16]) -> u64 {
-    regs.iter().fold(0u64, |acc, r| (acc << 16) | u64::from(*r))
+/// The big-endian number in `regs` (at most four) laid out in `order`.
+fn ordered_u64(regs: &[u16], order: WordOrder) -> u64 {
+    let n = regs.len();
+    (0..n).fold(0u64, |acc, i| {
+        let r = regs[if order.swaps_words() { n - 1 - i } else { i }];
+        let r = if order.swaps_bytes() {
+            r.swap_bytes()
+        } else {
+            r
+        };
+        (acc << 16) | u64::from(r)
+    })
 }
 
 fn from_u64(v: u64, n: usize) -> Vec<u16> {
@@ -38,8 +48,8 @@ pub fn decode_registers(addr: &Address, regs: &[u16]) -> Result<Value, String> {
     if let Some(bit) = addr.bit {
         return Ok(Value::Bool(regs[0] & (1 << bit) != 0));
     }
-    let be = reorder(regs, addr.order);
-    let raw = to_u64(&be);
+    // The hot path of every poll: no allocation for numbers.
+    let raw = ordered_u64(regs, addr.order);
     Ok(match addr.data_type {
         DataType::U16 => Value::I64(i64::from(raw as u16)),
         DataType::I16 => Value::I64(i64::from(raw as u16 as i16)),
@@ -54,6 +64,7 @@ pub fn decode_registers(addr: &Address, regs: &[u16]) -> Result<Value, String> {
         },
         DataType::F64 => Value::F64(f64::from_bits(raw)),
         DataType::String => {
+            let be = reorder(regs, addr.order);
             let bytes: Vec<u8> = be.iter().flat_map(|r| r.to_be_bytes()).collect();
             let text: String = bytes
                 .iter()

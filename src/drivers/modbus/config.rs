@@ -78,6 +78,11 @@ pub struct ModbusConfig {
     /// The name the server's TLS certificate must carry (default: `host`).
     #[serde(default)]
     pub tls_server_name: Option<String>,
+    /// A connection of its own instead of the one shared with the other devices
+    /// behind the same gateway (requests on one connection go one at a time, so a
+    /// unit that does not answer holds up its neighbours for its timeout).
+    #[serde(default)]
+    pub own_connection: bool,
 }
 
 fn default_port() -> u16 {
@@ -141,6 +146,7 @@ impl ModbusConfig {
             bad_address_grace_ms: default_bad_address_grace_ms(),
             write_multiple: false,
             tls_server_name: None,
+            own_connection: false,
         }
     }
 
@@ -331,9 +337,15 @@ mod tests {
             let documented = example.contains(&format!("#   {key}"))
                 || example.contains(&format!(" {key},"))
                 || example.contains(&format!(", {key}"));
-            assert!(documented, "{key} is not described in thermacore.example.toml");
+            assert!(
+                documented,
+                "{key} is not described in thermacore.example.toml"
+            );
             if key != "tls_server_name" {
-                assert!(line.contains(&format!("{key} =")), "{key} missing from {line}");
+                assert!(
+                    line.contains(&format!("{key} =")),
+                    "{key} missing from {line}"
+                );
             }
         }
     }

@@ -64,6 +64,9 @@ pub struct ModbusDriver {
     bad: BadAddressCache,
     channel: Option<Arc<SharedChannel>>,
     watcher: Option<u64>,
+    /// Poll groups whose last poll got nothing but malformed answers: the device is
+    /// failing as a whole, so their requests are not split until it answers again.
+    garbled: std::collections::HashSet<usize>,
 }
 
 /// How a failed request is handled.
@@ -184,6 +187,7 @@ impl ModbusDriver {
             bad,
             channel: None,
             watcher: None,
+            garbled: Default::default(),
         }
     }
 
@@ -248,6 +252,7 @@ impl ModbusDriver {
             tls: tls.map(|(a, b, cc, d)| [a, b, cc, d]),
             reconnect_ms: (c.reconnect_min_ms, c.reconnect_max_ms),
             reconnect_after_timeouts: c.reconnect_after_timeouts,
+            owner: c.own_connection.then(pool::unique_owner),
         };
         let settings = ChannelSettings {
             max_concurrent_per_host: c.max_concurrent_per_host,
@@ -372,6 +377,7 @@ impl Driver for ModbusDriver {
             addresses,
             groups,
             bad,
+            garbled,
             ..
         } = self;
         let Some(requests) = groups.get_mut(group) else {
@@ -382,6 +388,11 @@ impl Driver for ModbusDriver {
         let mut i = 0;
         // The request last retried after the device closed the link under it.
         let mut retried: Option<usize> = None;
+        // Whether the device answered anything (a value or an exception) this poll; the
+        // plan before this poll's splits; the requests to park when it did answer.
+        let (mut answered, mut before) = (false, None);
+        let mut to_park: Vec<(usize, String)> = Vec::new();
+        let no_split = garbled.contains(&group);
         while i < requests.len() {
             let (table, start, count) = (requests[i].table, requests[i].start, requests[i].count);
             report.requests += 1;
@@ -394,6 +405,7 @@ impl Driver for ModbusDriver {
                 .await;
             match result {
                 Ok(response) => {
+                    answered = true;
                     for (t, off) in &requests[i].tags {
                         let tag = &mut tags[*t];
                         match decode(tag, &response, *off) {
@@ -437,8 +449,14 @@ impl Driver for ModbusDriver {
                         split,
                         cache,
                     } => {
-                        if split && let Some((a, b)) = plan::split(&requests[i], addresses) {
+                        let exception = matches!(e, RequestError::Exception(_));
+                        answered |= exception;
+                        if split
+                            && (exception || !no_split)
+                            && let Some((a, b)) = plan::split(&requests[i], addresses)
+                        {
                             // Try both halves now; the refined plan stays for later polls.
+                            before.get_or_insert_with(|| requests.clone());
                             requests[i] = a;
                             requests.insert(i + 1, b);
                             continue;
@@ -450,23 +468,37 @@ impl Driver for ModbusDriver {
                         let single = requests[i].tags.len() == 1;
                         let tag = requests[i].tags[0].0;
                         if cache && single && bad.failed(tag) {
-                            let parked = requests.remove(i);
-                            if bad.park(group, parked, started) {
-                                let t = &tags[tag];
-                                tracing::warn!(
-                                    device = %label,
-                                    tag = %t.name,
-                                    address = %t.addr,
-                                    error = %e,
-                                    grace_ms = config.bad_address_grace_ms,
-                                    "address keeps failing: skipped for the grace period, then retried (logged once)"
-                                );
-                            }
-                        } else {
-                            i += 1;
+                            to_park.push((i, e.to_string()));
                         }
+                        i += 1;
                     }
                 },
+            }
+        }
+        if !answered && report.failed_tags > 0 {
+            // Nothing but malformed answers: the device (or the gateway) is failing as a
+            // whole, not at these addresses. Keep the plan, park nothing, split no more
+            // until it answers again.
+            if let Some(plan) = before {
+                *requests = plan;
+            }
+            garbled.insert(group);
+        } else {
+            garbled.remove(&group);
+            for (j, error) in to_park.into_iter().rev() {
+                let parked = requests.remove(j);
+                let tag = parked.tags[0].0;
+                if bad.park(group, parked, started) {
+                    let t = &tags[tag];
+                    tracing::warn!(
+                        device = %label,
+                        tag = %t.name,
+                        address = %t.addr,
+                        %error,
+                        grace_ms = config.bad_address_grace_ms,
+                        "address keeps failing: skipped for the grace period, then retried (logged once)"
+                    );
+                }
             }
         }
         report.skipped_tags = bad.skipped(group);
@@ -565,9 +597,24 @@ impl Driver for ModbusDriver {
     }
 
     async fn disconnect(&mut self) {
+        self.release();
+    }
+}
+
+impl ModbusDriver {
+    /// Stops hearing the channel's link events and lets go of it (the channel closes
+    /// when its last device lets go).
+    fn release(&mut self) {
         if let (Some(ch), Some(id)) = (&self.channel, self.watcher.take()) {
             ch.unwatch(id);
         }
         self.channel = None;
+    }
+}
+
+/// A device actor that failed is not stopped gracefully: its driver is dropped.
+impl Drop for ModbusDriver {
+    fn drop(&mut self) {
+        self.release();
     }
 }

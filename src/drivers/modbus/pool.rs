@@ -30,6 +30,14 @@ pub struct ChannelKey {
     pub tls: Option<[String; 4]>,
     pub reconnect_ms: (u64, u64),
     pub reconnect_after_timeouts: u32,
+    /// Set for a device that wants a connection of its own: unique per device.
+    pub owner: Option<u64>,
+}
+
+/// A new unique [`ChannelKey::owner`].
+pub fn unique_owner() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// How the pool opens a channel that does not exist yet.
