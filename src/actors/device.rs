@@ -217,19 +217,18 @@ impl DeviceActor {
     /// finds the device unreachable.
     fn link(st: &mut DeviceState, event: LinkEvent) {
         let state = st.state();
+        let answering = matches!(state, LinkState::Online | LinkState::Degraded);
         match event {
-            LinkEvent::Connecting => {
-                if state == LinkState::Offline {
-                    st.set_state(LinkState::Connecting, None);
-                }
-            }
+            // An attempt is no news: the state stays what the last poll or link
+            // event made it.
+            LinkEvent::Connecting => {}
             LinkEvent::Connected => {
                 // A link that is up is no answer yet: the next poll says whether this
                 // device answers (a unit id behind a shared gateway may not, and this
                 // event may arrive after a poll found it silent). A device with nothing
                 // to poll has only the link to go by.
                 let polled = st.groups.iter().any(|g| !g.empty);
-                if !polled && matches!(state, LinkState::Offline | LinkState::Connecting) {
+                if !polled && !answering {
                     st.set_state(LinkState::Online, None);
                 }
             }
@@ -241,8 +240,16 @@ impl DeviceActor {
                 st.mark_bad(QualityReason::CommLost);
             }
             LinkEvent::Disconnected { retry_in_ms } => {
+                // A working link closed (a peer closing idle links does): it is being
+                // opened again. A device already OFFLINE (its polls fail, e.g. a TLS
+                // handshake that never completes) stays OFFLINE.
+                let state = if answering {
+                    LinkState::Connecting
+                } else {
+                    state
+                };
                 st.set_state(
-                    LinkState::Offline,
+                    state,
                     Some(format!("link closed; reconnecting in {retry_in_ms} ms")),
                 );
             }
