@@ -67,7 +67,12 @@ pub fn sim_tenant(
 
 /// Resident set size of this process, in KiB (Linux).
 pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    rss_kib_of("self")
+}
+
+/// Resident set size of process `pid` (`"self"` or a number), in KiB (Linux).
+pub fn rss_kib_of(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -75,4 +80,56 @@ pub fn rss_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Clock ticks per second of `/proc/*/stat` (USER_HZ: 100 on Linux).
+pub const TICKS_PER_SEC: f64 = 100.0;
+
+/// The command name and user + system CPU ticks of one `/proc/…/stat` file.
+fn stat_ticks(path: &str) -> Option<(String, u64)> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let (head, rest) = s.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    // After the command: state is field 3, utime 14 and stime 15.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some((comm, ticks))
+}
+
+/// User + system CPU ticks of process `pid` (`"self"` or a number) so far.
+pub fn cpu_ticks(pid: &str) -> u64 {
+    stat_ticks(&format!("/proc/{pid}/stat")).map_or(0, |(_, t)| t)
+}
+
+/// CPU ticks of this process's threads, summed by thread name (tokio workers, the
+/// SQLite workers, …), to see where the time goes.
+pub fn thread_ticks() -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for e in dir.flatten() {
+            let path = format!("{}/stat", e.path().display());
+            if let Some((comm, t)) = stat_ticks(&path) {
+                *by_name.entry(comm).or_insert(0) += t;
+            }
+        }
+    }
+    by_name
+}
+
+/// CPU ticks the whole machine spent busy (all processes, every state but idle and
+/// iowait), from `/proc/stat`: what other programs took during a run.
+pub fn machine_busy_ticks() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/stat") else {
+        return 0;
+    };
+    let Some(line) = s.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is within user).
+    f.iter().take(8).sum::<u64>() - f.get(3).copied().unwrap_or(0) - f.get(4).copied().unwrap_or(0)
 }

@@ -1,0 +1,177 @@
+//! The `modbus` scenario's view of the server: a GraphQL client (states, poll phases,
+//! writes), scrapes of `/metrics` with the process counters, and the write load.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::world::{cpu_ticks, machine_busy_ticks, thread_ticks};
+
+/// A GraphQL client of the server under test.
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: Option<String>,
+}
+
+impl Client {
+    pub async fn gql(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let v: Value = req.send().await?.json().await?;
+        match v.get("errors") {
+            Some(e) => anyhow::bail!("{e}"),
+            None => Ok(v["data"].clone()),
+        }
+    }
+
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
+    /// Devices by state.
+    pub async fn states(&self) -> anyhow::Result<BTreeMap<String, usize>> {
+        let d = self.gql("{devices{status{state}}}", json!({})).await?;
+        let mut by = BTreeMap::new();
+        for dev in d["devices"].as_array().into_iter().flatten() {
+            let s = dev["status"]["state"]
+                .as_str()
+                .unwrap_or("NONE")
+                .to_string();
+            *by.entry(s).or_insert(0) += 1;
+        }
+        Ok(by)
+    }
+
+    /// How the devices' polls spread over the poll period: the share of devices whose
+    /// last poll started in the busiest tenth of it (0.1 when evenly spread, 1.0 when
+    /// all poll at once), from each device's `lastPoll`.
+    pub async fn busiest_tenth(&self, poll_ms: u64) -> anyhow::Result<f64> {
+        let d = self.gql("{devices{status{lastPoll}}}", json!({})).await?;
+        let mut bins = [0usize; 10];
+        let mut n = 0;
+        for dev in d["devices"].as_array().into_iter().flatten() {
+            let Some(us) = dev["status"]["lastPoll"].as_str().and_then(micros_of_day) else {
+                continue;
+            };
+            let phase = us % (poll_ms * 1000);
+            bins[(phase * 10 / (poll_ms * 1000)) as usize] += 1;
+            n += 1;
+        }
+        Ok(bins.iter().max().copied().unwrap_or(0) as f64 / n.max(1) as f64)
+    }
+
+    /// The largest age of the cached latest value of `tags`, in milliseconds: about a
+    /// poll period while the cache keeps up with the devices, growing when its mailbox
+    /// backs up.
+    pub async fn cache_age_ms(&self, tags: &[String]) -> anyhow::Result<f64> {
+        let d = self
+            .gql(
+                "query($t:[ID!]!){latest(tagIds:$t){serverTime}}",
+                json!({ "t": tags }),
+            )
+            .await?;
+        let day = 86_400_000_000u64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_micros() as u64
+            % day;
+        let age = d["latest"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["serverTime"].as_str().and_then(micros_of_day))
+            .map(|t| (now + day - t) % day)
+            .max()
+            .unwrap_or(0);
+        Ok(age as f64 / 1000.0)
+    }
+}
+
+/// Microseconds since midnight of an RFC 3339 time (`…T19:40:04.123456Z`).
+fn micros_of_day(t: &str) -> Option<u64> {
+    let time = t.split_once('T')?.1;
+    let end = time.find(['Z', '+', '-']).unwrap_or(time.len());
+    let (hms, frac) = time[..end].split_once('.').unwrap_or((&time[..end], ""));
+    let mut parts = hms.split(':').map(|v| v.parse::<u64>().ok());
+    let (h, m, sec) = (parts.next()??, parts.next()??, parts.next()??);
+    let frac: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
+    Some(((h * 60 + m) * 60 + sec) * 1_000_000 + frac.parse::<u64>().ok()?)
+}
+
+/// One scrape of the server and the process counters.
+pub struct Snapshot {
+    pub at: Instant,
+    pub metrics: String,
+    pub cpu: u64,
+    pub sim_cpu: u64,
+    pub machine: u64,
+    pub threads: BTreeMap<String, u64>,
+}
+
+pub async fn snapshot(c: &Client, sim_pid: &str) -> anyhow::Result<Snapshot> {
+    Ok(Snapshot {
+        metrics: c.metrics().await?,
+        at: Instant::now(),
+        cpu: cpu_ticks("self"),
+        sim_cpu: cpu_ticks(sim_pid),
+        machine: machine_busy_ticks(),
+        threads: thread_ticks(),
+    })
+}
+
+/// Sequential `writeTag`s at `rate` per second to random devices until `until`:
+/// the round trips in milliseconds and the failures.
+pub async fn write_load(
+    c: &Client,
+    targets: &[String],
+    rate: f64,
+    until: Instant,
+) -> (Vec<f64>, u64) {
+    const WRITE: &str = "mutation($t:ID!,$v:JSON!){writeTag(tagId:$t,value:$v){tagId}}";
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // xorshift: a random device each time, reproducible enough for a benchmark.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(std::process::id());
+    let (mut took, mut errors) = (Vec::new(), 0u64);
+    loop {
+        tick.tick().await;
+        if Instant::now() >= until {
+            return (took, errors);
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let tag = &targets[(x % targets.len() as u64) as usize];
+        let value = (x >> 32) % 1000;
+        let t0 = Instant::now();
+        let r = c.gql(WRITE, json!({"t": tag, "v": value})).await;
+        took.push(t0.elapsed().as_secs_f64() * 1000.0);
+        if let Err(e) = r {
+            if errors == 0 {
+                eprintln!("first failed write: {e}");
+            }
+            errors += 1;
+        }
+    }
+}
+
+pub fn pct(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
