@@ -26,18 +26,7 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = TagValue> + use<>> {
         let t = tenant(ctx)?;
         let tags = own_tags(ctx, &t, tag_ids.as_deref().unwrap_or_default())?;
-        let device = match device_id {
-            None => None,
-            Some(id) => {
-                let id: DeviceId = id
-                    .parse()
-                    .map_err(|_| fail(ctx, ApiError::NotFound("device")))?;
-                if !t.status.contains_key(&id) {
-                    return Err(fail(ctx, ApiError::NotFound("device")));
-                }
-                Some(id)
-            }
-        };
+        let device = own_device(ctx, &t, device_id)?;
         if tags.is_empty() && device.is_none() {
             return Err(fail(
                 ctx,
@@ -75,18 +64,7 @@ impl SubscriptionRoot {
         device_id: Option<ID>,
     ) -> async_graphql::Result<impl Stream<Item = DeviceStatus> + use<>> {
         let t = tenant(ctx)?;
-        let device = match device_id {
-            None => None,
-            Some(id) => {
-                let id: DeviceId = id
-                    .parse()
-                    .map_err(|_| fail(ctx, ApiError::NotFound("device")))?;
-                if !t.status.contains_key(&id) {
-                    return Err(fail(ctx, ApiError::NotFound("device")));
-                }
-                Some(id)
-            }
-        };
+        let device = own_device(ctx, &t, device_id)?;
         let slot = open_slot(ctx)?;
         let rx = t.status_events.subscribe();
         let current = move |t: &crate::actors::TenantShared| -> Vec<DeviceStatus> {
@@ -125,6 +103,20 @@ impl SubscriptionRoot {
             },
         );
         Ok(futures::StreamExt::flat_map(stream, futures::stream::iter))
+    }
+}
+
+/// Parses an optional device id and checks it is a device of the caller's tenant (else
+/// NOT_FOUND).
+fn own_device(
+    ctx: &Context<'_>,
+    t: &crate::actors::TenantShared,
+    id: Option<ID>,
+) -> async_graphql::Result<Option<DeviceId>> {
+    let Some(id) = id else { return Ok(None) };
+    match id.parse::<DeviceId>() {
+        Ok(d) if t.status.contains_key(&d) => Ok(Some(d)),
+        _ => Err(fail(ctx, ApiError::NotFound("device"))),
     }
 }
 
