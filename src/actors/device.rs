@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+mod deadband;
+
+use deadband::Deadbands;
+
 use super::cache::{CacheMsg, TagRegistration};
 use super::data_path::{bad_samples, fan_out};
 use super::historian::HistorianHandle;
@@ -54,15 +58,6 @@ pub struct DeviceArgs {
     pub cache: CacheConfig,
 }
 
-/// A deadband tag: a reading is reported when it moved by `band` from the last one
-/// reported, or when the last report is `heartbeat` old (so that a steady value never
-/// reads stale).
-struct Deadband {
-    band: f64,
-    heartbeat: Duration,
-    last: Option<(f64, Instant)>,
-}
-
 /// The schedule of one poll group.
 struct Group {
     period: Duration,
@@ -86,7 +81,7 @@ pub struct DeviceState {
     groups: Vec<Group>,
     reconnect_backoff: Duration,
     /// Tags with a deadband.
-    deadband: HashMap<TagId, Deadband>,
+    deadband: Deadbands,
 }
 
 impl DeviceState {
@@ -101,23 +96,7 @@ impl DeviceState {
 
     /// Fans a batch out along the data path.
     fn emit(&mut self, mut samples: Vec<Sample>) {
-        if !self.deadband.is_empty() {
-            let now = Instant::now();
-            samples.retain(
-                |s| match (self.deadband.get_mut(&s.tag), s.value.as_f64()) {
-                    (Some(d), Some(v)) if s.quality.is_good() => {
-                        let report = d.last.is_none_or(|(l, at)| {
-                            (v - l).abs() >= d.band || now.duration_since(at) >= d.heartbeat
-                        });
-                        if report {
-                            d.last = Some((v, now));
-                        }
-                        report
-                    }
-                    _ => true,
-                },
-            );
-        }
+        self.deadband.retain_reportable(&mut samples);
         if samples.is_empty() {
             return;
         }
@@ -427,43 +406,27 @@ impl Actor for DeviceActor {
             tracing::error!(device = %spec.name, error = %e, "read plan refused; device not polled until its configuration is fixed");
         }
         // Each tag's period: its poll group's, or the device's.
-        let period_of = |tag: TagId| -> u64 {
-            plan.as_ref()
-                .ok()
-                .and_then(|p| {
-                    let g = p.tag_groups.iter().find(|(t, _)| *t == tag)?.1;
-                    p.groups.get(g).map(|g| g.period_ms)
-                })
-                .unwrap_or(spec.poll_ms)
-        };
-        if let Ok(p) = &plan
-            && !p.tag_groups.is_empty()
-        {
-            let regs = p
-                .tag_groups
+        let group_period: HashMap<TagId, u64> = plan
+            .as_ref()
+            .map(|p| {
+                p.tag_groups
+                    .iter()
+                    .filter_map(|(t, g)| Some((*t, p.groups.get(*g)?.period_ms)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let period_of = |tag: TagId| group_period.get(&tag).copied().unwrap_or(spec.poll_ms);
+        if !group_period.is_empty() {
+            let regs = group_period
                 .iter()
-                .map(|(tag, _)| TagRegistration {
+                .map(|(tag, period)| TagRegistration {
                     tag: *tag,
-                    stale_after_us: args.cache.stale_after_us(period_of(*tag)),
+                    stale_after_us: args.cache.stale_after_us(*period),
                 })
                 .collect();
             args.shared.cache_actor.cast(CacheMsg::Register(regs));
         }
-        let deadband = args
-            .world
-            .tags
-            .iter()
-            .filter(|t| t.spec.deadband > 0.0)
-            .map(|t| {
-                let stale = args.cache.stale_after_us(period_of(t.id)).max(0) as u64;
-                let d = Deadband {
-                    band: t.spec.deadband,
-                    heartbeat: Duration::from_micros(stale / 2),
-                    last: None,
-                };
-                (t.id, d)
-            })
-            .collect();
+        let deadband = Deadbands::new(&args.world.tags, period_of, &args.cache);
         let mut st = DeviceState {
             planned: plan.is_ok(),
             world: args.world,

@@ -7,8 +7,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rodbus::{AddressRange, ExceptionCode, RequestError};
+use rodbus::{AddressRange, RequestError};
 use tokio::time::Instant;
+
+mod fault;
+mod write;
+
+use fault::{Fault, classify, exception_text};
 
 use super::address::{Address, Table};
 use super::bad::BadAddressCache;
@@ -69,65 +74,6 @@ pub struct ModbusDriver {
     garbled: std::collections::HashSet<usize>,
 }
 
-/// How a failed request is handled.
-enum Fault {
-    /// The link or the device as a whole: the poll fails.
-    Link(Error),
-    /// The device refused this request: its tags go Bad with `reason`.
-    Refused {
-        reason: QualityReason,
-        /// Split a multi-tag request and try the halves (a hole or a size limit).
-        split: bool,
-        /// Count towards the bad-address cache.
-        cache: bool,
-    },
-}
-
-/// `illegal data value (exception 3)`: our words for a Modbus exception.
-fn exception_text(x: ExceptionCode) -> String {
-    let name = pool::error_code(&RequestError::Exception(x)).replace('_', " ");
-    format!("{name} (exception {})", u8::from(x))
-}
-
-fn classify(e: &RequestError, label: &str, timeout_ms: u64) -> Fault {
-    use ExceptionCode as X;
-    let refused = |reason, split, cache| Fault::Refused {
-        reason,
-        split,
-        cache,
-    };
-    match e {
-        RequestError::ResponseTimeout => Fault::Link(Error::Timeout(timeout_ms)),
-        RequestError::Io(kind) => Fault::Link(Error::Disconnected(format!("{label}: {kind}"))),
-        RequestError::NoConnection | RequestError::Shutdown => {
-            Fault::Link(Error::Disconnected(format!("{label}: {e}")))
-        }
-        RequestError::Exception(x) => match x {
-            X::IllegalDataAddress => refused(QualityReason::IllegalAddress, true, true),
-            X::IllegalDataValue => refused(QualityReason::IllegalValue, true, true),
-            X::IllegalFunction => refused(QualityReason::IllegalFunction, true, true),
-            X::ServerDeviceFailure | X::MemoryParityError => {
-                refused(QualityReason::DeviceFailure, false, false)
-            }
-            X::Acknowledge | X::ServerDeviceBusy => {
-                refused(QualityReason::DeviceBusy, false, false)
-            }
-            X::GatewayPathUnavailable | X::GatewayTargetDeviceFailedToRespond => {
-                refused(QualityReason::GatewayError, false, false)
-            }
-            X::Unknown(_) => refused(QualityReason::DeviceError, false, false),
-        },
-        // A short or malformed answer: often a device that serves fewer registers than
-        // asked. Smaller requests may succeed.
-        RequestError::BadFrame(_) | RequestError::BadResponse(_) => {
-            refused(QualityReason::BadResponse, true, true)
-        }
-        RequestError::BadRequest(_) | RequestError::Internal(_) => {
-            refused(QualityReason::ConfigError, false, false)
-        }
-    }
-}
-
 /// The request that reads `(table, start, count)`.
 fn read_request(table: Table, start: u16, count: u16) -> Request {
     let range = AddressRange { start, count };
@@ -156,19 +102,6 @@ fn decode(tag: &PlannedTag, response: &Response, off: u16) -> Result<Value, Stri
             Ok(codec::scale(raw, tag.scale, tag.offset))
         }
         Response::Written => Err("no values in a write answer".into()),
-    }
-}
-
-fn as_bool(tag: &Tag, value: &Value) -> Result<bool, Error> {
-    match value {
-        Value::Bool(b) => Ok(*b),
-        Value::I64(0) => Ok(false),
-        Value::I64(1) => Ok(true),
-        other => Err(Error::BadValue {
-            tag: tag.spec.name.clone(),
-            value: other.to_string(),
-            reason: "expected true or false".into(),
-        }),
     }
 }
 
@@ -507,93 +440,7 @@ impl Driver for ModbusDriver {
     }
 
     async fn write(&mut self, tag: &Tag, value: &Value) -> Result<WriteReport, Error> {
-        if !tag.spec.writable {
-            return Err(Error::NotWritable(tag.spec.name.clone()));
-        }
-        let Some(idx) = self.tags.iter().position(|t| t.id == tag.id) else {
-            return Err(Error::Config(format!(
-                "tag `{}` is not planned",
-                tag.spec.name
-            )));
-        };
-        let addr = self.tags[idx].addr;
-        let ch = self.channel()?;
-        ch.ready(self.config.timeout()).await?;
-        let multiple = self.config.write_multiple;
-        // What the table should hold afterwards, for the read-back.
-        let (request, expect) = match (addr.table, addr.bit) {
-            (Table::Coil, _) => {
-                let on = as_bool(tag, value)?;
-                let req = if multiple {
-                    Request::WriteMultipleCoils(addr.start, vec![on])
-                } else {
-                    Request::WriteSingleCoil(addr.start, on)
-                };
-                (req, Response::Bits(vec![on]))
-            }
-            (Table::HoldingRegister, Some(bit)) => {
-                // Read-modify-write of one bit (not atomic against the device's own logic).
-                let on = as_bool(tag, value)?;
-                let current = match self
-                    .call(&ch, read_request(addr.table, addr.start, 1))
-                    .await?
-                {
-                    Response::Registers(r) if r.len() == 1 => r[0],
-                    _ => return Err(Error::Protocol("bad answer to the bit's read".into())),
-                };
-                let reg = codec::with_bit(current, bit, on);
-                let req = if multiple {
-                    Request::WriteMultipleRegisters(addr.start, vec![reg])
-                } else {
-                    Request::WriteSingleRegister(addr.start, reg)
-                };
-                (req, Response::Registers(vec![reg]))
-            }
-            (Table::HoldingRegister, None) => {
-                let t = &self.tags[idx];
-                let regs =
-                    codec::encode_registers(&addr, value, t.scale, t.offset).map_err(|reason| {
-                        Error::BadValue {
-                            tag: tag.spec.name.clone(),
-                            value: value.to_string(),
-                            reason,
-                        }
-                    })?;
-                let req = if regs.len() == 1 && !multiple {
-                    Request::WriteSingleRegister(addr.start, regs[0])
-                } else {
-                    Request::WriteMultipleRegisters(addr.start, regs.clone())
-                };
-                (req, Response::Registers(regs))
-            }
-            _ => return Err(Error::NotWritable(tag.spec.name.clone())),
-        };
-        self.call(&ch, request).await?;
-        if !self.tags[idx].confirm {
-            return Ok(WriteReport { confirmed: None });
-        }
-        let back = self
-            .call(&ch, read_request(addr.table, addr.start, addr.count))
-            .await?;
-        let t = &mut self.tags[idx];
-        let read = decode(t, &back, 0).map_err(Error::Protocol)?;
-        let same = match (&back, &expect, addr.bit) {
-            (Response::Registers(got), Response::Registers(want), Some(bit)) => {
-                got.first().map(|r| r >> bit & 1) == want.first().map(|r| r >> bit & 1)
-            }
-            (got, want, _) => got == want,
-        };
-        if !same {
-            return Err(Error::NotConfirmed {
-                tag: tag.spec.name.clone(),
-                wrote: value.to_string(),
-                read: read.to_string(),
-            });
-        }
-        t.last = Some(read.clone());
-        Ok(WriteReport {
-            confirmed: Some(read),
-        })
+        self.write_tag(tag, value).await
     }
 
     async fn disconnect(&mut self) {
