@@ -7,6 +7,7 @@
 //! the reaction to errors.
 
 pub mod modbus;
+pub mod mqtt;
 pub mod sim;
 
 use std::sync::Arc;

@@ -1,0 +1,6 @@
+//! MQTT (rumqttc): JSON and plain payloads mapped to tags by topic and JSON pointer,
+//! Sparkplug B edge nodes (births, data, deaths, rebirth requests), commands published
+//! with QoS 1, broker connections shared by devices; and an embedded rumqttd broker for
+//! the demo and the tests.
+
+pub mod sparkplug;
