@@ -14,6 +14,7 @@ use ractor::{Actor, ActorRef};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::actors::catalog::TagCatalog;
 use crate::actors::historian::HistorianHandle;
 use crate::actors::{RootActor, RootArgs, RootMsg, Runtime};
 use crate::api::auth::{AuthError, AuthKeys};
@@ -217,7 +218,11 @@ async fn start_core(
         }
     }
     let historian = Arc::new(HistorianHandle::new(config.historian.clone()));
-    let runtime = Arc::new(Runtime::new(historian).with_secret_key(secret_key));
+    let runtime = Arc::new(
+        Runtime::new(historian)
+            .with_secret_key(secret_key)
+            .with_catalog(TagCatalog::new(store.clone(), config.quotas)),
+    );
     let prefix = format!("tc{}", INSTANCE.fetch_add(1, Ordering::Relaxed));
     let tenants = worlds.len();
     let args = RootArgs {

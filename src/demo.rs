@@ -1,7 +1,9 @@
 //! `thermacore demo`: a small plant of simulated devices on SQLite, with users admin,
 //! operator and viewer, ready to explore in GraphiQL. With the `modbus` feature the
-//! plant includes a Modbus PLC ([`plc`]) served on a free loopback port.
+//! plant includes a Modbus PLC ([`plc`]) served on a free loopback port; [`mqtt`] has
+//! its MQTT peers (a JSON gateway and a Sparkplug B edge node).
 
+pub mod mqtt;
 #[cfg(feature = "modbus")]
 pub mod plc;
 
@@ -112,17 +114,19 @@ eng_unit = "mm/s"
 "#;
 
 /// The demo's configuration: the plant above on a SQLite file in `data_dir`, with the
-/// Modbus PLC at `127.0.0.1:plc_port` when the `modbus` feature is on.
-pub fn demo_config(data_dir: &Path, plc_port: u16) -> Config {
+/// Modbus PLC at `127.0.0.1:plc_port` when the `modbus` feature is on, and the MQTT
+/// gateway and edge node on the embedded broker at `127.0.0.1:mqtt_port`.
+pub fn demo_config(data_dir: &Path, plc_port: u16, mqtt_port: u16) -> Config {
+    let mqtt = mqtt::MQTT_DEVICES.replace("{port}", &mqtt_port.to_string());
     #[cfg(feature = "modbus")]
     let plant = format!(
-        "{DEMO_PLANT}{}",
+        "{DEMO_PLANT}{}{mqtt}",
         plc::PLC_DEVICE.replace("{port}", &plc_port.to_string())
     );
     #[cfg(not(feature = "modbus"))]
     let plant = {
         let _ = plc_port;
-        DEMO_PLANT.to_string()
+        format!("{DEMO_PLANT}{mqtt}")
     };
     // The plant text is part of the binary and covered by a test; a failure here is a bug.
     let mut config = parse_str(&plant, "demo plant").expect("the built-in demo plant is valid");
@@ -176,7 +180,7 @@ pub fn random_password() -> String {
 mod tests {
     #[test]
     fn the_demo_plant_is_valid() {
-        let c = super::demo_config(std::path::Path::new("/tmp"), 5020);
+        let c = super::demo_config(std::path::Path::new("/tmp"), 5020, 18830);
         assert_eq!(c.tenants.len(), 1);
         #[cfg(feature = "modbus")]
         assert!(
@@ -184,6 +188,16 @@ mod tests {
                 .devices
                 .iter()
                 .any(|d| d.driver.protocol() == "modbus")
+        );
+        let mqtt: Vec<_> = c.tenants[0]
+            .devices
+            .iter()
+            .filter(|d| d.driver.protocol() == "mqtt")
+            .collect();
+        assert_eq!(
+            mqtt.len(),
+            2,
+            "the JSON gateway and the Sparkplug edge node"
         );
         assert!(c.storage.url.ends_with("thermacore-demo.db"));
     }

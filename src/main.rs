@@ -1,11 +1,12 @@
 //! The `thermacore` command: parses flags and hands over to the library.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use thermacore::config::{Config, LogFormat, load_file};
+use thermacore::drivers::mqtt::broker::EmbeddedBroker;
 use thermacore::{app, demo, storage, telemetry};
 
 #[derive(Parser)]
@@ -52,6 +53,13 @@ enum Command {
     },
     /// Validate a configuration file and exit.
     CheckConfig { file: PathBuf },
+    /// Run the embedded MQTT broker until killed (for tests and load tests).
+    #[command(hide = true)]
+    Broker {
+        /// Address to listen on; port 0 picks a free loopback port.
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -193,6 +201,10 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Broker { listen } => {
+            telemetry::init_tracing(cli.log_format.unwrap_or(LogFormat::Text));
+            run_broker(listen).await
+        }
         Command::CheckConfig { file } => {
             let config = load(&file)?;
             let devices: usize = config.tenants.iter().map(|t| t.devices.len()).sum();
@@ -266,7 +278,15 @@ async fn run_demo(listen: std::net::SocketAddr, data_dir: &Path) -> anyhow::Resu
         .context("starting the demo's Modbus PLC on a loopback port")?;
     #[cfg(not(feature = "modbus"))]
     let plc_port = 0;
-    let mut config = demo::demo_config(data_dir, plc_port);
+    let broker = tokio::task::spawn_blocking(|| EmbeddedBroker::start(([127, 0, 0, 1], 0).into()))
+        .await
+        .context("starting the demo's MQTT broker")?
+        .context("starting the demo's MQTT broker on a loopback port")?;
+    let mqtt_port = broker.port();
+    let _publishers = demo::mqtt::start_publishers("127.0.0.1", mqtt_port)
+        .await
+        .context("starting the demo's MQTT publishers")?;
+    let mut config = demo::demo_config(data_dir, plc_port, mqtt_port);
     config.server.listen = listen;
     config.auth.jwt_secret = Some(
         std::env::var("THERMACORE_JWT_SECRET")
@@ -287,6 +307,9 @@ async fn run_demo(listen: std::net::SocketAddr, data_dir: &Path) -> anyhow::Resu
     println!("  Database:   {}", config.storage.url);
     #[cfg(feature = "modbus")]
     println!("  Modbus PLC: 127.0.0.1:{plc_port} (unit 1; device station-plc)");
+    println!(
+        "  MQTT:       127.0.0.1:{mqtt_port} (embedded broker; devices boiler-gateway, pump1-edge)"
+    );
     for (tenant, user, password) in &users {
         let shown = if fixed.is_some() {
             "(THERMACORE_DEMO_PASSWORD)"
@@ -297,6 +320,21 @@ async fn run_demo(listen: std::net::SocketAddr, data_dir: &Path) -> anyhow::Resu
     }
     println!();
     app::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Runs the embedded MQTT broker until the process is killed or interrupted (rumqttd
+/// has no graceful shutdown: the process exit ends it).
+async fn run_broker(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    let broker = tokio::task::spawn_blocking(move || EmbeddedBroker::start(listen))
+        .await
+        .context("starting the broker")?
+        .with_context(|| format!("starting the MQTT broker on {listen}"))?;
+    println!("broker listening on {}", broker.addr());
+    std::io::stdout()
+        .flush()
+        .context("writing to standard output")?;
+    shutdown_signal().await;
     Ok(())
 }
 

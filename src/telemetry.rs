@@ -27,6 +27,14 @@ pub mod names {
     pub const MODBUS_LINK_EVENTS: &str = "thermacore_modbus_link_events_total";
     pub const MODBUS_BAD_ADDRESSES: &str = "thermacore_modbus_bad_addresses";
     pub const MODBUS_CHANNELS: &str = "thermacore_modbus_channels";
+    pub const MQTT_MESSAGES: &str = "thermacore_mqtt_messages_total";
+    pub const MQTT_PARSE_FAILURES: &str = "thermacore_mqtt_parse_failures_total";
+    pub const MQTT_RECEIVED_BYTES: &str = "thermacore_mqtt_received_bytes_total";
+    pub const MQTT_CONNECTIONS: &str = "thermacore_mqtt_connections";
+    pub const MQTT_RECONNECTS: &str = "thermacore_mqtt_reconnects_total";
+    pub const MQTT_COMMANDS: &str = "thermacore_mqtt_command_publishes_total";
+    pub const MQTT_REBIRTH_REQUESTS: &str = "thermacore_mqtt_rebirth_requests_total";
+    pub const MQTT_DISCOVERED_TAGS: &str = "thermacore_mqtt_discovered_tags_total";
     pub const ROUTE_DROPPED_BATCHES: &str = "thermacore_route_dropped_batches_total";
     pub const CACHE_HITS: &str = "thermacore_cache_hits_total";
     pub const CACHE_MISSES: &str = "thermacore_cache_misses_total";
@@ -118,6 +126,38 @@ pub mod names {
         (
             MODBUS_CHANNELS,
             "Modbus channels open (shared by the devices behind one gateway)",
+        ),
+        (
+            MQTT_MESSAGES,
+            "MQTT messages handed to devices, by outcome (ok, refused: a parse failure, unmatched: no device wanted the topic)",
+        ),
+        (
+            MQTT_PARSE_FAILURES,
+            "MQTT messages or values that could not be used, by reason (too_large, malformed_json, wrong_type, bad_protobuf, unknown_alias, seq_gap …)",
+        ),
+        (
+            MQTT_RECEIVED_BYTES,
+            "Payload bytes of MQTT messages received",
+        ),
+        (
+            MQTT_CONNECTIONS,
+            "MQTT broker connections, by state (connected, disconnected)",
+        ),
+        (
+            MQTT_RECONNECTS,
+            "MQTT broker connections lost or refused (each is retried with backoff)",
+        ),
+        (
+            MQTT_COMMANDS,
+            "Commands published to MQTT with QoS 1, by outcome (acked, timeout, disconnected)",
+        ),
+        (
+            MQTT_REBIRTH_REQUESTS,
+            "Sparkplug B rebirth requests sent to edge nodes, by reason (seq_gap, no_birth)",
+        ),
+        (
+            MQTT_DISCOVERED_TAGS,
+            "Tags created from MQTT topic templates and Sparkplug B births",
         ),
         (
             ROUTE_DROPPED_BATCHES,
@@ -253,7 +293,7 @@ pub fn init_tracing(format: LogFormat) {
     // rodbus warns on every failed request; the Modbus driver counts them in metrics
     // and logs a failing address once, so by default only its errors show.
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rodbus::client::task=error"));
+        .unwrap_or_else(|_| EnvFilter::new("info,rodbus::client::task=error,rumqttd=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -13,13 +13,14 @@ mod deadband;
 use deadband::Deadbands;
 
 use super::cache::{CacheMsg, TagRegistration};
+use super::catalog::TagCatalog;
 use super::data_path::{bad_samples, fan_out};
 use super::historian::HistorianHandle;
 use super::shared::{LinkState, TenantShared};
 use super::tenant::DeviceWorld;
 use crate::config::CacheConfig;
 use crate::domain::{
-    DeviceId, Quality, QualityReason, Sample, SampleBatch, TagId, Timestamp, Value,
+    DeviceId, Quality, QualityReason, Sample, SampleBatch, Tag, TagId, TagSpec, Timestamp, Value,
 };
 use crate::drivers::{self, Driver, DriverSink, LinkEvent, WriteReport};
 use crate::secrets::SecretKey;
@@ -36,6 +37,10 @@ pub enum DeviceMsg {
     Poll { group: usize, run: u64 },
     /// Samples the driver received without polling.
     Pushed(Vec<Sample>),
+    /// The driver lost these tags' values (a death certificate, an unusable message).
+    Lost(Vec<TagId>, QualityReason),
+    /// The device announced tags (a topic template matched, a Sparkplug birth).
+    Discovered(Vec<TagSpec>),
     /// The link the driver's protocol crate manages changed.
     Link(LinkEvent),
     /// Write a value to a tag and report the outcome.
@@ -56,6 +61,8 @@ pub struct DeviceArgs {
     /// Staleness of the cache: tags of slower poll groups are registered with theirs,
     /// and a deadband still reports a steady value before it would turn stale.
     pub cache: CacheConfig,
+    /// Creates the tags the device announces; None: announcements are ignored.
+    pub catalog: Option<Arc<TagCatalog>>,
 }
 
 /// The schedule of one poll group.
@@ -82,6 +89,12 @@ pub struct DeviceState {
     reconnect_backoff: Duration,
     /// Tags with a deadband.
     deadband: Deadbands,
+    /// Tags created at run time from the device's announcements.
+    announced: Vec<Tag>,
+    /// The driver's values come by exception: tags never turn stale.
+    by_exception: bool,
+    catalog: Option<Arc<TagCatalog>>,
+    cache: CacheConfig,
 }
 
 impl DeviceState {
@@ -116,8 +129,17 @@ impl DeviceState {
     /// Re-emits the device's last values with a Bad quality, so that the cache,
     /// subscribers and history all see the loss.
     fn mark_bad(&mut self, reason: QualityReason) {
-        let bad = bad_samples(&self.shared, self.world.tags.iter().map(|t| t.id), reason);
+        let tags = self.world.tags.iter().chain(&self.announced).map(|t| t.id);
+        let bad = bad_samples(&self.shared, tags, reason);
         self.emit(bad);
+    }
+
+    fn tag(&self, id: TagId) -> Option<&Tag> {
+        self.world
+            .tags
+            .iter()
+            .chain(&self.announced)
+            .find(|t| t.id == id)
     }
 
     fn set_state(&self, state: LinkState, error: Option<String>) {
@@ -163,12 +185,23 @@ impl DeviceActor {
         st.set_state(LinkState::Connecting, None);
         let samples_to = me.clone();
         let link_to = me.clone();
+        let lost_to = me.clone();
+        let discovered_to = me.clone();
         let sink = DriverSink {
+            tenant: st.shared.tenant.name.as_str().into(),
+            device: st.world.device.spec.name.as_str().into(),
+            scope: Arc::as_ptr(&st.shared) as u64,
             samples: Arc::new(move |samples| {
                 let _ = samples_to.cast(DeviceMsg::Pushed(samples));
             }),
             link: Arc::new(move |event| {
                 let _ = link_to.cast(DeviceMsg::Link(event));
+            }),
+            lost: Arc::new(move |tags, reason| {
+                let _ = lost_to.cast(DeviceMsg::Lost(tags, reason));
+            }),
+            discovered: Arc::new(move |specs| {
+                let _ = discovered_to.cast(DeviceMsg::Discovered(specs));
             }),
         };
         match st.driver.connect(sink).await {
@@ -231,6 +264,12 @@ impl DeviceActor {
                     state,
                     Some(format!("link closed; reconnecting in {retry_in_ms} ms")),
                 );
+                // A device that pushes (nothing to poll) gets no news while the link is
+                // down: its values are lost until it is back.
+                let polled = st.groups.iter().any(|g| !g.empty);
+                if !polled {
+                    st.mark_bad(QualityReason::CommLost);
+                }
             }
         }
     }
@@ -323,12 +362,51 @@ impl DeviceActor {
         me.send_after(g.next - now, move || DeviceMsg::Poll { group, run });
     }
 
+    /// Creates the tags the device announced and hands them to the driver.
+    async fn announced(st: &mut DeviceState, specs: Vec<TagSpec>) {
+        let device = st.world.device.spec.name.clone();
+        let Some(catalog) = st.catalog.clone() else {
+            tracing::debug!(%device, tags = specs.len(), "announced tags ignored: no catalog");
+            return;
+        };
+        let (created, error) = catalog.create(&st.shared, st.id(), specs).await;
+        if let Some(e) = error {
+            tracing::warn!(%device, error = %e, "announced tags not created");
+        }
+        if created.is_empty() {
+            return;
+        }
+        if let Err(e) = st.driver.add_tags(&created) {
+            tracing::warn!(%device, error = %e, "announced tags not mapped");
+            return;
+        }
+        let stale = if st.by_exception {
+            i64::MAX
+        } else {
+            st.cache.stale_after_us(st.world.device.spec.poll_ms)
+        };
+        let regs = created
+            .iter()
+            .map(|t| TagRegistration {
+                tag: t.id,
+                stale_after_us: stale,
+            })
+            .collect();
+        st.shared.cache.register(regs);
+        for t in &created {
+            st.shared.tag_devices.insert(t.id, st.id());
+        }
+        metrics::counter!(names::MQTT_DISCOVERED_TAGS).increment(created.len() as u64);
+        tracing::info!(%device, tags = created.len(), "tags created from the device's announcements");
+        st.announced.extend(created);
+    }
+
     async fn write(
         st: &mut DeviceState,
         tag: TagId,
         value: Value,
     ) -> Result<WriteReport, drivers::Error> {
-        let Some(t) = st.world.tags.iter().find(|t| t.id == tag) else {
+        let Some(t) = st.tag(tag).cloned() else {
             return Err(drivers::Error::Config(format!(
                 "tag {tag} is not on this device"
             )));
@@ -338,7 +416,7 @@ impl DeviceActor {
         }
         let protocol = st.world.device.protocol();
         let started = Instant::now();
-        let result = st.driver.write(t, &value).await;
+        let result = st.driver.write(&t, &value).await;
         metrics::histogram!(names::DEVICE_WRITE_SECONDS, "protocol" => protocol)
             .record(started.elapsed().as_secs_f64());
         let outcome = match &result {
@@ -416,7 +494,19 @@ impl Actor for DeviceActor {
             })
             .unwrap_or_default();
         let period_of = |tag: TagId| group_period.get(&tag).copied().unwrap_or(spec.poll_ms);
-        if !group_period.is_empty() {
+        let by_exception = plan.as_ref().is_ok_and(|p| p.by_exception);
+        if by_exception {
+            let regs = args
+                .world
+                .tags
+                .iter()
+                .map(|t| TagRegistration {
+                    tag: t.id,
+                    stale_after_us: i64::MAX,
+                })
+                .collect();
+            args.shared.cache_actor.cast(CacheMsg::Register(regs));
+        } else if !group_period.is_empty() {
             let regs = group_period
                 .iter()
                 .map(|(tag, period)| TagRegistration {
@@ -438,6 +528,10 @@ impl Actor for DeviceActor {
             groups,
             reconnect_backoff: Duration::ZERO,
             deadband,
+            announced: Vec::new(),
+            by_exception,
+            catalog: args.catalog,
+            cache: args.cache,
         };
         st.reconnect_backoff = st.initial_backoff();
         Ok(st)
@@ -469,6 +563,11 @@ impl Actor for DeviceActor {
                 }
             }
             DeviceMsg::Pushed(samples) => st.emit(samples),
+            DeviceMsg::Lost(tags, reason) => {
+                let bad = bad_samples(&st.shared, tags.into_iter(), reason);
+                st.emit(bad);
+            }
+            DeviceMsg::Discovered(specs) => Box::pin(Self::announced(st, specs)).await,
             DeviceMsg::Link(event) => Self::link(st, event),
             DeviceMsg::Write { tag, value, reply } => {
                 let result = Box::pin(Self::write(st, tag, value)).await;

@@ -14,6 +14,7 @@
 
 pub mod alerts;
 pub mod cache;
+pub mod catalog;
 pub mod data_path;
 pub mod device;
 pub mod historian;

@@ -11,6 +11,7 @@ use ractor::{ActorRef, Message};
 
 use super::alerts::AlertMsg;
 use super::cache::{CacheMsg, CacheView};
+use super::catalog::TagCatalog;
 use super::device::DeviceMsg;
 use super::historian::HistorianHandle;
 use super::live::{HubMsg, LiveRegistry};
@@ -253,6 +254,8 @@ pub struct Runtime {
     /// Opens device secrets where a driver is built; None when no
     /// `THERMACORE_SECRET_KEY` is set (then no device has secrets).
     pub secret_key: Option<Arc<SecretKey>>,
+    /// Creates the tags devices announce at run time; None: announced tags are ignored.
+    pub catalog: Option<Arc<TagCatalog>>,
     restarts: AtomicU64,
 }
 
@@ -264,6 +267,7 @@ impl Runtime {
             historian,
             root: Slot::new("root"),
             secret_key: None,
+            catalog: None,
             restarts: AtomicU64::new(0),
         }
     }
@@ -284,6 +288,11 @@ impl Runtime {
             .await
             .map_err(|e| e.to_string())?
             .success_or_else(|| "the root did not answer".to_string())
+    }
+
+    pub fn with_catalog(mut self, catalog: TagCatalog) -> Self {
+        self.catalog = Some(Arc::new(catalog));
+        self
     }
 
     pub fn with_secret_key(mut self, key: Option<Arc<SecretKey>>) -> Self {

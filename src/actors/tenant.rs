@@ -116,6 +116,7 @@ impl TenantActor {
                     historian: st.args.historian.clone(),
                     secret_key: st.args.runtime.secret_key.clone(),
                     cache: st.args.cache.clone(),
+                    catalog: st.args.runtime.catalog.clone(),
                 };
                 let (a, _) = Actor::spawn_linked(name, DeviceActor, args, sup).await?;
                 shared

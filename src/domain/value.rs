@@ -134,6 +134,8 @@ pub enum QualityReason {
     GatewayError = 13,
     /// The answer could not be used (malformed, too short, wrong length).
     BadResponse = 14,
+    /// The device sent a value that does not fit the tag's data type.
+    TypeMismatch = 15,
 }
 
 impl QualityReason {
@@ -153,6 +155,7 @@ impl QualityReason {
             12 => QualityReason::DeviceFailure,
             13 => QualityReason::GatewayError,
             14 => QualityReason::BadResponse,
+            15 => QualityReason::TypeMismatch,
             _ => QualityReason::None,
         }
     }
@@ -174,6 +177,7 @@ impl QualityReason {
             QualityReason::DeviceFailure => "device_failure",
             QualityReason::GatewayError => "gateway_error",
             QualityReason::BadResponse => "bad_response",
+            QualityReason::TypeMismatch => "type_mismatch",
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod modbus;
 pub mod mqtt;
+pub mod scaling;
 pub mod sim;
 
 use std::sync::Arc;
@@ -15,7 +16,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{DataType, OpenedSecurity, Sample, Tag, TagId, TagSpec, Timestamp, Value};
+use crate::domain::{
+    DataType, OpenedSecurity, QualityReason, Sample, Tag, TagId, TagSpec, Timestamp, Value,
+};
 
 /// Errors a driver reports to its device actor.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
@@ -78,6 +81,10 @@ pub struct PlanSummary {
     /// The group of every tag not read in group 0 (the device's own period): their
     /// staleness follows their group's period.
     pub tag_groups: Vec<(TagId, usize)>,
+    /// Values arrive only when they change (Sparkplug B, report by exception) and the
+    /// protocol reports the loss of the source itself (death certificates): the tags
+    /// never turn stale for want of a message.
+    pub by_exception: bool,
 }
 
 impl PlanSummary {
@@ -135,19 +142,37 @@ pub enum LinkEvent {
 }
 
 /// Where a driver delivers what happens without being asked: samples the device pushed
-/// (MQTT messages, OPC UA data changes, DNP3 unsolicited responses) and link events.
+/// (MQTT messages, OPC UA data changes, DNP3 unsolicited responses), link events, tags
+/// whose values were lost, and tags the device declared by itself.
 #[derive(Clone)]
 pub struct DriverSink {
+    /// Names of the tenant and the device, for logs and metric labels.
+    pub tenant: Arc<str>,
+    pub device: Arc<str>,
+    /// Connections a driver shares between devices are shared only within one scope
+    /// (one tenant of one running server): tenants never share a broker session.
+    pub scope: u64,
     pub samples: Arc<dyn Fn(Vec<Sample>) + Send + Sync>,
     pub link: Arc<dyn Fn(LinkEvent) + Send + Sync>,
+    /// These tags' last values turn Bad with the reason (a death certificate, a
+    /// message that could not be parsed).
+    pub lost: Arc<dyn Fn(Vec<TagId>, QualityReason) + Send + Sync>,
+    /// Tags the device announced (a topic template matched, a Sparkplug birth): the
+    /// device actor creates them and hands them back through [`Driver::add_tags`].
+    pub discovered: Arc<dyn Fn(Vec<TagSpec>) + Send + Sync>,
 }
 
 impl DriverSink {
     /// A sink that drops everything (tests, connection checks).
     pub fn discard() -> Self {
         DriverSink {
+            tenant: "".into(),
+            device: "".into(),
+            scope: 0,
             samples: Arc::new(|_| {}),
             link: Arc::new(|_| {}),
+            lost: Arc::new(|_, _| {}),
+            discovered: Arc::new(|_| {}),
         }
     }
 }
@@ -164,6 +189,11 @@ pub trait Driver: Send + 'static {
     /// [`DriverSink::link`]): the device actor then never reconnects on its own.
     fn manages_link(&self) -> bool {
         false
+    }
+
+    /// Maps tags created at run time (announced through [`DriverSink::discovered`]).
+    fn add_tags(&mut self, _tags: &[Tag]) -> Result<(), Error> {
+        Ok(())
     }
 
     /// Opens the link. `sink` receives pushed data and link events.
@@ -193,6 +223,8 @@ pub enum DriverConfig {
     /// Modbus TCP (rodbus; cargo feature `modbus`).
     #[cfg(feature = "modbus")]
     Modbus(modbus::ModbusConfig),
+    /// MQTT (rumqttc): JSON, plain and Sparkplug B payloads.
+    Mqtt(Box<mqtt::MqttConfig>),
 }
 
 impl DriverConfig {
@@ -201,6 +233,7 @@ impl DriverConfig {
             DriverConfig::Sim(_) => "sim",
             #[cfg(feature = "modbus")]
             DriverConfig::Modbus(_) => "modbus",
+            DriverConfig::Mqtt(_) => "mqtt",
         }
     }
 
@@ -210,6 +243,7 @@ impl DriverConfig {
             DriverConfig::Sim(_) => Ok(()),
             #[cfg(feature = "modbus")]
             DriverConfig::Modbus(c) => c.check(),
+            DriverConfig::Mqtt(c) => c.check(),
         }
     }
 
@@ -220,6 +254,7 @@ impl DriverConfig {
             DriverConfig::Sim(c) => c.generated_tag_specs(),
             #[cfg(feature = "modbus")]
             DriverConfig::Modbus(_) => Vec::new(),
+            DriverConfig::Mqtt(_) => Vec::new(),
         }
     }
 
@@ -235,6 +270,7 @@ impl DriverConfig {
             DriverConfig::Sim(_) => sim::Signal::parse(address).map(|_| ()),
             #[cfg(feature = "modbus")]
             DriverConfig::Modbus(c) => c.check_tag(address, data_type, writable),
+            DriverConfig::Mqtt(c) => c.check_tag(address, data_type, writable),
         }
     }
 
@@ -247,6 +283,7 @@ impl DriverConfig {
             DriverConfig::Modbus(_) => modbus::Address::parse(address, data_type)
                 .ok()
                 .map(|a| a.to_string()),
+            DriverConfig::Mqtt(_) => None,
         }
     }
 }
@@ -262,5 +299,6 @@ pub fn build(config: &DriverConfig, security: OpenedSecurity) -> Box<dyn Driver>
         }
         #[cfg(feature = "modbus")]
         DriverConfig::Modbus(c) => Box::new(modbus::ModbusDriver::new(c.clone(), security)),
+        DriverConfig::Mqtt(c) => Box::new(mqtt::MqttDriver::new((**c).clone(), security)),
     }
 }

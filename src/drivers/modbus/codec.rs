@@ -3,6 +3,8 @@
 
 use super::address::{Address, WordOrder};
 use crate::domain::{DataType, Value};
+pub use crate::drivers::scaling::scale;
+use crate::drivers::scaling::{integer, number, unscale};
 
 /// Puts registers into big-endian (ABCD) order, or back: both swaps are involutions.
 fn reorder(regs: &[u16], order: WordOrder) -> Vec<u16> {
@@ -75,65 +77,6 @@ pub fn decode_registers(addr: &Address, regs: &[u16]) -> Result<Value, String> {
         }
         DataType::Bool => return Err("a bool on a register needs a bit".into()),
     })
-}
-
-/// Applies `raw * scale + offset`; an unscaled value keeps its type.
-pub fn scale(raw: Value, scale: f64, offset: f64) -> Value {
-    if scale == 1.0 && offset == 0.0 {
-        return raw;
-    }
-    match raw {
-        Value::I64(v) => Value::F64(v as f64 * scale + offset),
-        Value::F64(v) => Value::F64(v * scale + offset),
-        other => other,
-    }
-}
-
-/// The raw number to write for an engineering value: `(value - offset) / scale`.
-fn unscale(value: f64, scale: f64, offset: f64) -> f64 {
-    (value - offset) / scale
-}
-
-fn number(v: &Value) -> Result<f64, String> {
-    match v {
-        Value::F64(x) => Ok(*x),
-        Value::I64(x) => Ok(*x as f64),
-        Value::Bool(b) => Ok(f64::from(u8::from(*b))),
-        Value::Str(s) => Err(format!("`{s}` is not a number")),
-    }
-}
-
-/// The whole raw number to write for an integer type, within `lo..=hi`. An unscaled
-/// integer stays an integer (no trip through f64, which would round above 2^53).
-fn integer(
-    value: &Value,
-    scale: f64,
-    offset: f64,
-    lo: i128,
-    hi: i128,
-    t: DataType,
-) -> Result<i128, String> {
-    let r = match value {
-        Value::I64(v) if scale == 1.0 && offset == 0.0 => i128::from(*v),
-        other => {
-            let x = unscale(number(other)?, scale, offset);
-            if !x.is_finite() {
-                return Err(format!("{x} is not a finite number"));
-            }
-            let r = x.round();
-            if (r - x).abs() > 1e-9 * x.abs().max(1.0) {
-                return Err(format!("{x} is not a whole number, as {t} needs"));
-            }
-            if r < lo as f64 || r > hi as f64 {
-                return Err(format!("{r} is out of range for {t} ({lo}..={hi})"));
-            }
-            r as i128
-        }
-    };
-    if r < lo || r > hi {
-        return Err(format!("{r} is out of range for {t} ({lo}..={hi})"));
-    }
-    Ok(r)
 }
 
 /// The registers to write for `value` (an engineering value; inverse scaling applied).

@@ -250,6 +250,7 @@ impl Driver for ModbusDriver {
         let mut summary = PlanSummary {
             groups: Vec::new(),
             tag_groups,
+            by_exception: false,
         };
         for (g, members) in by_group.iter().enumerate() {
             let requests = plan::plan(members, &limits).map_err(Error::Config)?;

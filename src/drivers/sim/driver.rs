@@ -74,6 +74,7 @@ impl Driver for SimDriver {
                 tags: self.tags.len() as u32,
             }],
             tag_groups: Vec::new(),
+            by_exception: false,
         })
     }
 

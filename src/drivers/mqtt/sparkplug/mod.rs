@@ -1,10 +1,12 @@
 //! Sparkplug B: topics (`spBv1.0/GROUP/TYPE/NODE[/DEVICE]`), metric values and the
 //! messages ThermaCore sends (rebirth requests, NCMD / DCMD commands).
 
+#[cfg(test)]
+mod fuzz_tests;
 pub mod proto;
 mod session;
 
-pub use session::{Node, NodeEvent};
+pub use session::{Declared, MetricUpdate, Node, NodeEvent};
 
 use prost::Message as _;
 
@@ -139,7 +141,10 @@ pub fn metric_value(metric: &Metric, datatype: u32) -> Result<Option<Value>, Val
         (DataType::UInt64 | DataType::DateTime, MetricValue::LongValue(v)) => {
             Value::I64(i64::try_from(*v).map_err(|_| mismatch())?)
         }
-        (DataType::Float, MetricValue::FloatValue(v)) => Value::F64(f64::from(*v)),
+        // The shortest decimal that is this f32 (0.1f32 reads 0.1, not 0.10000000149).
+        (DataType::Float, MetricValue::FloatValue(v)) => {
+            Value::F64(v.to_string().parse().unwrap_or(f64::from(*v)))
+        }
         (DataType::Double, MetricValue::DoubleValue(v)) => Value::F64(*v),
         (DataType::Boolean, MetricValue::BooleanValue(v)) => Value::Bool(*v),
         (DataType::String | DataType::Text, MetricValue::StringValue(s)) => {

@@ -1,0 +1,638 @@
+//! What one MQTT device does with the messages its filters receive: JSON and plain
+//! payloads mapped to tags by topic and pointer (and tags created from templates), or
+//! a Sparkplug B node's births, data and deaths. Runs in the broker link's task; all
+//! output goes through the device's [`DriverSink`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rumqttc::{AsyncClient, QoS};
+use tokio::time::Instant;
+
+use super::address::MqttAddress;
+use super::config::{MqttConfig, TagTemplate};
+use super::payload::{self, Parsed, Problem};
+use super::sparkplug::{self, MessageType, Node, NodeEvent, Topic};
+use super::topic::{self, Template};
+use crate::domain::{DataType, Quality, QualityReason, Sample, Tag, TagId, TagSpec, Timestamp};
+use crate::drivers::{DriverSink, Error, scaling};
+use crate::telemetry::names;
+
+/// Distinct (topic, reason) pairs logged; beyond it, problems are only counted.
+const MAX_LOGGED: usize = 10_000;
+
+/// A JSON or plain tag.
+#[derive(Debug, Clone)]
+pub(super) struct TopicTag {
+    pub tag: TagId,
+    pub topic: String,
+    pub value: Option<String>,
+    pub time: Option<String>,
+    pub quality: Option<String>,
+    pub command: Option<String>,
+    pub data_type: DataType,
+    pub scale: f64,
+    pub offset: f64,
+}
+
+/// A Sparkplug tag.
+#[derive(Debug, Clone)]
+pub(super) struct MetricTag {
+    pub tag: TagId,
+    pub metric: String,
+    pub data_type: DataType,
+    pub scale: f64,
+    pub offset: f64,
+}
+
+pub(super) struct Ingest {
+    pub broken: Option<Error>,
+    pub config: Arc<MqttConfig>,
+    pub sink: Option<DriverSink>,
+    topic_tags: Vec<TopicTag>,
+    exact: HashMap<String, Vec<usize>>,
+    wild: Vec<usize>,
+    templates: Vec<(Template, TagTemplate)>,
+    metric_tags: HashMap<String, Vec<MetricTag>>,
+    /// Names of the device's tags, and of tags asked for but not created yet.
+    names: HashSet<String>,
+    requested: usize,
+    /// The last message of each templated topic whose tag is being created, and the
+    /// last value of each metric whose tag is: handed over once the tag exists, so
+    /// that a value reported by exception is not lost to the creation.
+    waiting_topics: HashMap<String, Vec<u8>>,
+    waiting_metrics: HashMap<Arc<str>, sparkplug::MetricUpdate>,
+    node: Node,
+    last_rebirth: Option<Instant>,
+    logged: HashSet<(String, &'static str)>,
+    needs_json: HashMap<String, bool>,
+}
+
+impl Ingest {
+    /// A template that does not parse (refused at config load already) is left out and
+    /// kept as `broken`, for `plan` to report.
+    pub fn new(config: Arc<MqttConfig>) -> Self {
+        let mut broken = None;
+        let mut templates = Vec::new();
+        for t in &config.templates {
+            match Template::parse(&t.topic) {
+                Ok(p) => templates.push((p, t.clone())),
+                Err(e) => broken = Some(Error::Config(format!("templates: {e}"))),
+            }
+        }
+        Ingest {
+            broken,
+            config,
+            sink: None,
+            topic_tags: Vec::new(),
+            exact: HashMap::new(),
+            wild: Vec::new(),
+            templates,
+            metric_tags: HashMap::new(),
+            names: HashSet::new(),
+            requested: 0,
+            waiting_topics: HashMap::new(),
+            waiting_metrics: HashMap::new(),
+            node: Node::default(),
+            last_rebirth: None,
+            logged: HashSet::new(),
+            needs_json: HashMap::new(),
+        }
+    }
+
+    pub fn sparkplug(&self) -> bool {
+        self.config.sparkplug.is_some()
+    }
+
+    /// Maps tags (at plan time, and as discovered tags are created).
+    pub fn add(&mut self, tags: &[Tag]) -> Result<(), Error> {
+        let first_new = self.topic_tags.len();
+        let mut new_metrics = Vec::new();
+        for t in tags {
+            let s = &t.spec;
+            let addr = MqttAddress::parse(&s.address, self.sparkplug()).map_err(|reason| {
+                Error::Address {
+                    tag: s.name.clone(),
+                    address: s.address.clone(),
+                    reason,
+                }
+            })?;
+            self.names.insert(s.name.clone());
+            match addr {
+                MqttAddress::Topic {
+                    topic,
+                    value,
+                    time,
+                    quality,
+                    command,
+                } => {
+                    let index = self.topic_tags.len();
+                    if topic::is_wildcard(&topic) {
+                        self.wild.push(index);
+                    } else {
+                        self.exact.entry(topic.clone()).or_default().push(index);
+                    }
+                    self.topic_tags.push(TopicTag {
+                        tag: t.id,
+                        topic,
+                        value,
+                        time: time.or_else(|| self.config.time.clone()),
+                        quality: quality.or_else(|| self.config.quality.clone()),
+                        command,
+                        data_type: s.data_type,
+                        scale: s.scale,
+                        offset: s.offset,
+                    });
+                }
+                MqttAddress::Metric { name } => {
+                    new_metrics.push(name.clone());
+                    self.metric_tags
+                        .entry(name.clone())
+                        .or_default()
+                        .push(MetricTag {
+                            tag: t.id,
+                            metric: name,
+                            data_type: s.data_type,
+                            scale: s.scale,
+                            offset: s.offset,
+                        });
+                }
+            }
+        }
+        self.needs_json.clear();
+        let topics: Vec<String> = self.topic_tags[first_new..]
+            .iter()
+            .map(|t| t.topic.clone())
+            .collect();
+        for topic in topics {
+            if let Some(payload) = self.waiting_topics.remove(&topic) {
+                self.topic_message(&topic, &payload);
+            }
+        }
+        let values: Vec<sparkplug::MetricUpdate> = new_metrics
+            .iter()
+            .filter_map(|m| self.waiting_metrics.remove(m.as_str()))
+            .collect();
+        if !values.is_empty() {
+            self.metric_values("", values);
+        }
+        Ok(())
+    }
+
+    /// The filters the device subscribes to (patterns, without `$share/`).
+    pub fn filters(&self) -> Vec<(String, u8)> {
+        let c = &self.config;
+        if let Some(sp) = &c.sparkplug {
+            return vec![(
+                format!("{}/{}/+/{}/#", sparkplug::NAMESPACE, sp.group, sp.node),
+                c.qos,
+            )];
+        }
+        let mut out: Vec<(String, u8)> = c
+            .topics
+            .iter()
+            .map(|t| (t.filter().to_string(), t.qos(c.qos)))
+            .collect();
+        let extra = self
+            .topic_tags
+            .iter()
+            .map(|t| t.topic.clone())
+            .chain(self.templates.iter().map(|(t, _)| t.filter.clone()));
+        for f in extra {
+            let covered = out.iter().any(|(o, _)| {
+                o == &f
+                    || (topic::is_wildcard(o) && !topic::is_wildcard(&f) && topic::matches(o, &f))
+            });
+            if !covered {
+                out.push((f, c.qos));
+            }
+        }
+        out
+    }
+
+    pub fn topic_tag(&self, tag: TagId) -> Option<&TopicTag> {
+        self.topic_tags.iter().find(|t| t.tag == tag)
+    }
+
+    pub fn metric_tag(&self, tag: TagId) -> Option<&MetricTag> {
+        self.metric_tags.values().flatten().find(|m| m.tag == tag)
+    }
+
+    /// The data type the node's birth declared for a metric of this device.
+    pub fn declared_type(&self, metric: &str) -> Option<u32> {
+        let scope = self.config.sparkplug.as_ref()?.device.as_deref();
+        self.node
+            .declared(scope)?
+            .iter()
+            .find(|d| &*d.name == metric)
+            .map(|d| d.datatype)
+    }
+
+    fn problem(&mut self, topic: &str, reason: &'static str, detail: &dyn std::fmt::Display) {
+        metrics::counter!(names::MQTT_PARSE_FAILURES, "reason" => reason).increment(1);
+        if self.logged.len() < MAX_LOGGED && self.logged.insert((topic.to_string(), reason)) {
+            let device = self
+                .sink
+                .as_ref()
+                .map(|s| s.device.clone())
+                .unwrap_or_default();
+            tracing::warn!(%device, topic, reason, %detail, "MQTT message not usable (logged once per topic and reason; counted in thermacore_mqtt_parse_failures_total)");
+        }
+    }
+
+    fn outcome(&self, outcome: &'static str) {
+        if let Some(s) = &self.sink {
+            metrics::counter!(names::MQTT_MESSAGES, "tenant" => s.tenant.to_string(), "device" => s.device.to_string(), "outcome" => outcome).increment(1);
+        }
+    }
+
+    fn lost(&self, tags: Vec<TagId>, reason: QualityReason) {
+        if let (Some(s), false) = (&self.sink, tags.is_empty()) {
+            (s.lost)(tags, reason);
+        }
+    }
+
+    fn emit(&self, samples: Vec<Sample>) {
+        if let (Some(s), false) = (&self.sink, samples.is_empty()) {
+            (s.samples)(samples);
+        }
+    }
+
+    fn discover(&mut self, mut specs: Vec<TagSpec>) {
+        let Some(discovered) = self.sink.as_ref().map(|s| s.discovered.clone()) else {
+            return;
+        };
+        let room = self
+            .config
+            .max_discovered_tags
+            .saturating_sub(self.requested);
+        if specs.len() > room {
+            let dropped = specs.len() - room;
+            specs.truncate(room);
+            let limit = self.config.max_discovered_tags;
+            self.problem(
+                "",
+                "discovery_limit",
+                &format_args!(
+                    "{dropped} tag(s) not created: the device reached max_discovered_tags = {limit}"
+                ),
+            );
+        }
+        if specs.is_empty() {
+            return;
+        }
+        self.requested += specs.len();
+        for spec in &specs {
+            self.names.insert(spec.name.clone());
+        }
+        discovered(specs);
+    }
+
+    /// One message on one of the device's filters.
+    pub fn handle(&mut self, topic: &str, payload: &[u8], client: &AsyncClient) {
+        if self.sparkplug() {
+            self.sparkplug_message(topic, payload, client);
+        } else {
+            self.topic_message(topic, payload);
+        }
+    }
+
+    fn topic_message(&mut self, topic: &str, bytes: &[u8]) {
+        let mut hits: Vec<usize> = self.exact.get(topic).cloned().unwrap_or_default();
+        hits.extend(
+            self.wild
+                .iter()
+                .copied()
+                .filter(|&i| topic::matches(&self.topic_tags[i].topic, topic)),
+        );
+        let mut new_specs = Vec::new();
+        let mut template_hits = Vec::new();
+        for (ti, (template, t)) in self.templates.iter().enumerate() {
+            if let Some(captures) = template.capture(topic) {
+                let name = topic::render(&t.name, &captures);
+                if !self.names.contains(&name) {
+                    let address = match &t.value {
+                        Some(p) => format!("topic={topic};value={p}"),
+                        None => format!("topic={topic}"),
+                    };
+                    let address = match &t.command {
+                        Some(c) if t.writable => {
+                            format!("{address};command={}", topic::render(c, &captures))
+                        }
+                        _ => address,
+                    };
+                    new_specs.push(TagSpec {
+                        name,
+                        unit: None,
+                        address,
+                        data_type: t.data_type,
+                        scale: 1.0,
+                        offset: 0.0,
+                        eng_unit: t.eng_unit.clone(),
+                        deadband: 0.0,
+                        writable: t.writable,
+                    });
+                }
+                template_hits.push(ti);
+                if self.waiting_topics.len() < self.config.max_discovered_tags {
+                    self.waiting_topics
+                        .insert(topic.to_string(), bytes.to_vec());
+                }
+            }
+        }
+        if !new_specs.is_empty() {
+            self.discover(new_specs);
+        }
+        if hits.is_empty() {
+            if template_hits.is_empty() {
+                self.outcome("unmatched");
+                self.problem(
+                    topic,
+                    "unmatched_topic",
+                    &"no tag of the device maps this topic",
+                );
+            }
+            return;
+        }
+        let needs_json = match self.needs_json.get(topic) {
+            Some(n) => *n,
+            None => {
+                let n = hits.iter().any(|&i| self.topic_tags[i].value.is_some());
+                if self.needs_json.len() < 100_000 {
+                    self.needs_json.insert(topic.to_string(), n);
+                }
+                n
+            }
+        };
+        let parsed = match payload::parse(bytes, self.config.max_payload_bytes, needs_json) {
+            Ok(p) => p,
+            Err(p) => {
+                self.outcome("refused");
+                self.problem(topic, p.reason(), &p);
+                if let Some(Quality::Bad(reason)) = p.quality() {
+                    self.lost(
+                        hits.iter().map(|&i| self.topic_tags[i].tag).collect(),
+                        reason,
+                    );
+                }
+                return;
+            }
+        };
+        let now = Timestamp::now();
+        let mut samples = Vec::with_capacity(hits.len());
+        let mut bad: Vec<(TagId, QualityReason)> = Vec::new();
+        let mut problems: Vec<Problem> = Vec::new();
+        for &i in &hits {
+            let t = &self.topic_tags[i];
+            let value = payload::lookup(&parsed, t.value.as_deref())
+                .and_then(|v| payload::tag_value(v, t.data_type, t.scale, t.offset));
+            let value = match value {
+                Ok(v) => v,
+                Err(p) => {
+                    if let Some(Quality::Bad(reason)) = p.quality() {
+                        bad.push((t.tag, reason));
+                    }
+                    problems.push(p);
+                    continue;
+                }
+            };
+            let mut source_time = now;
+            let mut quality = Quality::Good;
+            if let Parsed::Json(doc) = &parsed {
+                if let Some(p) = &t.time {
+                    match doc
+                        .pointer(p)
+                        .map(|v| payload::timestamp(v, self.config.time_unit))
+                    {
+                        Some(Ok(ts)) => source_time = ts,
+                        Some(Err(e)) => problems.push(e),
+                        None => {}
+                    }
+                }
+                if let Some(p) = &t.quality {
+                    match doc.pointer(p).map(payload::quality) {
+                        Some(Ok(q)) => quality = q,
+                        Some(Err(e)) => {
+                            quality = Quality::Uncertain(QualityReason::BadResponse);
+                            problems.push(e);
+                        }
+                        None => {}
+                    }
+                }
+            }
+            samples.push(Sample {
+                tag: t.tag,
+                value,
+                quality,
+                source_time,
+                server_time: now,
+            });
+        }
+        self.outcome(if problems.is_empty() { "ok" } else { "refused" });
+        for p in problems {
+            self.problem(topic, p.reason(), &p);
+        }
+        self.emit(samples);
+        let mut by_reason: HashMap<QualityReason, Vec<TagId>> = HashMap::new();
+        for (tag, reason) in bad {
+            by_reason.entry(reason).or_default().push(tag);
+        }
+        for (reason, tags) in by_reason {
+            self.lost(tags, reason);
+        }
+    }
+
+    /// The tags of this device's scope (all of them).
+    fn scope_tags(&self) -> Vec<TagId> {
+        self.metric_tags.values().flatten().map(|m| m.tag).collect()
+    }
+
+    fn sparkplug_message(&mut self, topic: &str, bytes: &[u8], client: &AsyncClient) {
+        let Some(sp) = self.config.sparkplug.clone() else {
+            return;
+        };
+        let Some(t) = Topic::parse(topic) else {
+            self.outcome("refused");
+            self.problem(topic, "bad_topic", &"not a Sparkplug B topic");
+            return;
+        };
+        if matches!(
+            t.kind,
+            MessageType::NCmd | MessageType::DCmd | MessageType::State
+        ) {
+            return;
+        }
+        let ours = t.device == sp.device.as_deref()
+            || matches!(t.kind, MessageType::NDeath | MessageType::NBirth);
+        if bytes.len() > self.config.max_payload_bytes {
+            let p = Problem::TooLarge {
+                size: bytes.len(),
+                limit: self.config.max_payload_bytes,
+            };
+            self.outcome("refused");
+            self.problem(topic, p.reason(), &p);
+            if ours {
+                self.lost(self.scope_tags(), QualityReason::BadResponse);
+            }
+            self.rebirth(client, &sp, "bad_message");
+            return;
+        }
+        let payload = match sparkplug::decode(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                self.outcome("refused");
+                self.problem(topic, "bad_protobuf", &e);
+                if ours {
+                    self.lost(self.scope_tags(), QualityReason::BadResponse);
+                }
+                self.rebirth(client, &sp, "bad_message");
+                return;
+            }
+        };
+        let events = self.node.handle(&t, &payload);
+        let mut refused = false;
+        for ev in events {
+            match ev {
+                NodeEvent::Born { device, metrics } if device == sp.device => {
+                    let mut specs = Vec::new();
+                    for m in &metrics {
+                        if self.metric_tags.contains_key(&*m.name) || self.names.contains(&*m.name)
+                        {
+                            continue;
+                        }
+                        let internal = m.name.starts_with("Node Control/") || &*m.name == "bdSeq";
+                        if sp.discover
+                            && !internal
+                            && let Some(data_type) = sparkplug::tag_type(m.datatype)
+                        {
+                            specs.push(TagSpec {
+                                name: m.name.to_string(),
+                                unit: None,
+                                address: format!("metric={}", m.name),
+                                data_type,
+                                scale: 1.0,
+                                offset: 0.0,
+                                eng_unit: None,
+                                deadband: 0.0,
+                                writable: false,
+                            });
+                        }
+                    }
+                    let missing: Vec<TagId> = self
+                        .metric_tags
+                        .iter()
+                        .filter(|(name, _)| !metrics.iter().any(|m| &*m.name == name.as_str()))
+                        .flat_map(|(_, v)| v.iter().map(|m| m.tag))
+                        .collect();
+                    if !missing.is_empty() {
+                        self.problem(
+                            topic,
+                            "metric_not_in_birth",
+                            &format_args!(
+                                "{} mapped metric(s) not declared by the birth",
+                                missing.len()
+                            ),
+                        );
+                        self.lost(missing, QualityReason::ConfigError);
+                    }
+                    if !specs.is_empty() {
+                        self.discover(specs);
+                    }
+                }
+                NodeEvent::Values { device, values } if device == sp.device => {
+                    refused |= self.metric_values(topic, values);
+                }
+                NodeEvent::Died { device } if device.is_none() || device == sp.device => {
+                    self.lost(self.scope_tags(), QualityReason::CommLost);
+                }
+                NodeEvent::Problem { reason, detail } => {
+                    refused = true;
+                    self.problem(topic, reason, &detail);
+                }
+                NodeEvent::Rebirth { reason } => self.rebirth(client, &sp, reason),
+                _ => {}
+            }
+        }
+        self.outcome(if refused { "refused" } else { "ok" });
+    }
+
+    /// Metric values of the device's scope to its tags; true if some did not fit.
+    /// Values of metrics whose tags are being created wait for them.
+    fn metric_values(&mut self, topic: &str, values: Vec<sparkplug::MetricUpdate>) -> bool {
+        let now = Timestamp::now();
+        let mut samples = Vec::new();
+        let mut bad: HashMap<QualityReason, Vec<TagId>> = HashMap::new();
+        for u in values {
+            let Some(tags) = self.metric_tags.get(&*u.name) else {
+                if self.names.contains(&*u.name)
+                    && self.waiting_metrics.len() < self.config.max_discovered_tags
+                {
+                    self.waiting_metrics.insert(u.name.clone(), u);
+                }
+                continue;
+            };
+            let source_time = u
+                .timestamp_ms
+                .and_then(|ms| i64::try_from(ms).ok())
+                .map_or(now, |ms| Timestamp(ms.saturating_mul(1000)));
+            for m in tags {
+                let reason = match &u.value {
+                    Ok(Some(raw)) => {
+                        match scaling::from_raw(raw.clone(), m.data_type, m.scale, m.offset) {
+                            Ok(value) => {
+                                samples.push(Sample {
+                                    tag: m.tag,
+                                    value,
+                                    quality: Quality::Good,
+                                    source_time,
+                                    server_time: now,
+                                });
+                                continue;
+                            }
+                            Err(_) => QualityReason::TypeMismatch,
+                        }
+                    }
+                    Ok(None) => QualityReason::DeviceFlag,
+                    Err(_) => QualityReason::TypeMismatch,
+                };
+                bad.entry(reason).or_default().push(m.tag);
+            }
+        }
+        let refused = bad.contains_key(&QualityReason::TypeMismatch);
+        if refused {
+            self.problem(
+                topic,
+                "wrong_type",
+                &"a metric value does not fit its tag's type or the birth's data type",
+            );
+        }
+        self.emit(samples);
+        for (reason, tags) in bad {
+            self.lost(tags, reason);
+        }
+        refused
+    }
+
+    fn rebirth(
+        &mut self,
+        client: &AsyncClient,
+        sp: &super::config::SparkplugConfig,
+        reason: &'static str,
+    ) {
+        let now = Instant::now();
+        let min = std::time::Duration::from_millis(sp.rebirth_min_interval_ms);
+        if self
+            .last_rebirth
+            .is_some_and(|t| now.duration_since(t) < min)
+        {
+            return;
+        }
+        self.last_rebirth = Some(now);
+        metrics::counter!(names::MQTT_REBIRTH_REQUESTS, "reason" => reason).increment(1);
+        let topic = sparkplug::topic(&sp.group, MessageType::NCmd, &sp.node, None);
+        let ms = (Timestamp::now().0 / 1000).max(0) as u64;
+        if let Err(e) = client.try_publish(topic, QoS::AtMostOnce, false, sparkplug::rebirth(ms)) {
+            tracing::warn!(node = %sp.node, error = %e, "could not queue a Sparkplug rebirth request");
+        }
+    }
+}
