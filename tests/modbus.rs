@@ -162,25 +162,9 @@ impl Site {
 
     /// The latest reading of every tag, by name (`null` before the first).
     pub async fn latest(&self) -> HashMap<String, Value> {
-        let d = self
-            .s
-            .data(
-                &self.admin,
-                "{tags{name latest{value quality qualityReason}}}",
-                json!({}),
-            )
-            .await;
-        d["tags"]
-            .as_array()
-            .expect("tags")
-            .iter()
-            .map(|t| {
-                (
-                    t["name"].as_str().unwrap_or("").to_string(),
-                    t["latest"].clone(),
-                )
-            })
-            .collect()
+        self.s
+            .latest(&self.admin, "value quality qualityReason")
+            .await
     }
 
     /// The status of every device, by name.

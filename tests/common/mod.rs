@@ -3,5 +3,6 @@
 pub mod mqtt;
 pub mod mqtt_observer;
 pub mod pg;
+pub mod pki;
 pub mod proxy;
 pub mod server;

@@ -181,6 +181,33 @@ impl TestServer {
             .collect()
     }
 
+    /// The latest reading of every tag, by name (`null` before the first): `fields`
+    /// of `TagValue`, e.g. `value quality qualityReason`.
+    pub async fn latest(
+        &self,
+        token: &str,
+        fields: &str,
+    ) -> std::collections::HashMap<String, Value> {
+        let d = self
+            .data(
+                token,
+                &format!("{{tags{{name latest{{{fields}}}}}}}"),
+                json!({}),
+            )
+            .await;
+        d["tags"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap_or("").to_string(),
+                    t["latest"].clone(),
+                )
+            })
+            .collect()
+    }
+
     /// Stops the server gracefully and returns what `run` returned.
     pub async fn stop(mut self) -> Result<(), AppError> {
         if let Some(tx) = self.shutdown.take() {

@@ -2,12 +2,9 @@
 //! from a rodbus TLS server that checks clients against its CA; a client certificate
 //! from another CA, or a server certificate without the expected name, is turned away.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use rcgen::ExtendedKeyUsagePurpose;
 use rodbus::server::{
     AddressFilter, CertificateMode, MinTlsVersion, RequestHandler, ServerHandlerMap,
     TlsServerConfig,
@@ -18,49 +15,10 @@ use thermacore::drivers::modbus::plc::Bank;
 use tokio::net::TcpListener;
 
 use super::{device, start_with, tag};
+use crate::common::pki::{authority, issue};
 
 /// The same key as `tests/device_secrets.rs`: the device's key file is a secret.
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-fn write(dir: &Path, name: &str, pem: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, pem).expect("write pem");
-    p
-}
-
-/// A CA; writes `{name}-ca.pem`.
-fn authority(dir: &Path, name: &str) -> (CertifiedIssuer<'static, KeyPair>, PathBuf) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("{name} CA"));
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
-    let path = write(dir, &format!("{name}-ca.pem"), &ca.pem());
-    (ca, path)
-}
-
-/// A certificate signed by `ca`; writes `{name}.pem` and `{name}.key`.
-fn issue(
-    dir: &Path,
-    ca: &CertifiedIssuer<'static, KeyPair>,
-    name: &str,
-    sans: &[&str],
-    usage: ExtendedKeyUsagePurpose,
-) -> (PathBuf, PathBuf) {
-    let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
-    let mut params = CertificateParams::new(sans).expect("params");
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![usage];
-    let key = KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &**ca).expect("sign");
-    (
-        write(dir, &format!("{name}.pem"), &cert.pem()),
-        write(dir, &format!("{name}.key"), &key.serialize_pem()),
-    )
-}
 
 /// The `[tenants.devices.security]` table of a device.
 fn security(ca: &Path, cert: &Path, key: &Path) -> String {

@@ -370,3 +370,65 @@ async fn messages_are_counted_once_per_message_by_device_and_outcome() {
         .await;
     assert_eq!(after - before, 25.0, "each message counted exactly once");
 }
+
+async fn count(s: &Site, tenant: &str) -> f64 {
+    s.s.metric_sum(
+        "thermacore_mqtt_messages_total",
+        &format!("tenant=\"{tenant}\",device=\"node\""),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_shared_subscription_splits_a_topic_between_two_servers() {
+    let b = broker::broker();
+    let p = broker::prefix("share");
+    let group = format!("g{}", uuid::Uuid::new_v4().simple());
+    let driver = format!(", share_group = \"{group}\", qos = 1");
+    let tags = [tag("v", &format!("topic={p}/v;value=/v"), "f64", "")];
+    let one = start("mqtt-share-1", &[device("node", &b, &driver, &tags)]).await;
+    let two = start("mqtt-share-2", &[device("node", &b, &driver, &tags)]).await;
+    one.wait_state("node", "ONLINE").await;
+    two.wait_state("node", "ONLINE").await;
+    let peer = Peer::connect(&b.host, b.port).await;
+    // Both subscriptions are in place once each server has received something.
+    let start_ = std::time::Instant::now();
+    let mut i = 0;
+    loop {
+        i += 1;
+        peer.publish(&format!("{p}/v"), format!("{{\"v\": {i}}}").into_bytes())
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let (a, b_) = (one.latest().await, two.latest().await);
+        if !value(&a, "v").is_null() && !value(&b_, "v").is_null() {
+            break;
+        }
+        assert!(start_.elapsed() < WAIT, "both shared subscribers receive");
+    }
+    let (a0, b0) = (
+        count(&one, "mqtt-share-1").await,
+        count(&two, "mqtt-share-2").await,
+    );
+    for n in 0..40 {
+        peer.publish(
+            &format!("{p}/v"),
+            format!("{{\"v\": {}}}", 1000 + n).into_bytes(),
+        )
+        .await;
+    }
+    eventually(WAIT, "all 40 delivered once between the two", || async {
+        let a = count(&one, "mqtt-share-1").await - a0;
+        let b = count(&two, "mqtt-share-2").await - b0;
+        a + b >= 40.0
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let a = count(&one, "mqtt-share-1").await - a0;
+    let b = count(&two, "mqtt-share-2").await - b0;
+    assert_eq!(
+        a + b,
+        40.0,
+        "each message to one member of the group only ({a} + {b})"
+    );
+    assert!(a > 0.0 && b > 0.0, "both members take a share ({a} + {b})");
+}

@@ -5,64 +5,42 @@
 //! suite runs with Mosquitto (rumqttd checks no client certificates).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use rcgen::ExtendedKeyUsagePurpose;
 use serde_json::json;
 use thermacore::drivers::mqtt::broker::{BrokerLimits, BrokerSecurity, EmbeddedBroker};
 
-use super::{WAIT, device_at, quality, start_with, tag, value};
+use super::{Site, WAIT, device_at, quality, start_with, tag, value};
+use crate::common::pki::{authority, issue, write};
 
 /// The device secrets (key file, password) are sealed with this key.
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-fn write(dir: &Path, name: &str, pem: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, pem).expect("write pem");
-    p
-}
-
-fn authority(dir: &Path, name: &str) -> (CertifiedIssuer<'static, KeyPair>, PathBuf) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("{name} CA"));
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca");
-    let path = write(dir, &format!("{name}-ca.pem"), &ca.pem());
-    (ca, path)
-}
-
-fn issue(
-    dir: &Path,
-    ca: &CertifiedIssuer<'static, KeyPair>,
-    name: &str,
-    sans: &[&str],
-    usage: ExtendedKeyUsagePurpose,
-) -> (PathBuf, PathBuf) {
-    let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
-    let mut params = CertificateParams::new(sans).expect("params");
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![usage];
-    let key = KeyPair::generate().expect("key");
-    let cert = params.signed_by(&key, &**ca).expect("sign");
-    (
-        write(dir, &format!("{name}.pem"), &cert.pem()),
-        write(dir, &format!("{name}.key"), &key.serialize_pem()),
-    )
-}
 
 fn security(tls: &str, credentials: Option<(&str, &str)>) -> String {
     let creds = credentials
         .map(|(u, p)| format!("credentials = {{ username = \"{u}\", password = \"{p}\" }}\n"))
         .unwrap_or_default();
     format!("[tenants.devices.security]\nrequire_tls = true\ntls = {{ {tls} }}\n{creds}")
+}
+
+/// Writes `v` (whose command topic is the topic it reads) until the value comes back:
+/// published over the secured link, acknowledged by the broker, and received.
+async fn echo(site: &Site, v: f64) {
+    let start = std::time::Instant::now();
+    loop {
+        let r = site.write_as(&site.admin, "v", json!(v)).await;
+        assert!(r.get("errors").is_none(), "{r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if value(&site.latest().await, "v") == json!(v) {
+            return;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "no value back over the secured link"
+        );
+    }
 }
 
 #[tokio::test]
@@ -132,16 +110,7 @@ async fn tls_with_a_server_name_and_a_password_and_the_refusals() {
     .await;
     site.wait_state("secure", "ONLINE").await;
     // Published over TLS with the password, acknowledged, and received back.
-    let start = std::time::Instant::now();
-    loop {
-        let r = site.write_as(&site.admin, "v", json!(7.5)).await;
-        assert!(r.get("errors").is_none(), "{r}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if value(&site.latest().await, "v") == json!(7.5) {
-            break;
-        }
-        assert!(start.elapsed() < WAIT, "no value back over TLS");
-    }
+    echo(&site, 7.5).await;
     for dev in ["wrong-password", "unknown-ca", "misnamed"] {
         site.wait_state(dev, "OFFLINE").await;
     }
@@ -253,15 +222,6 @@ async fn client_certificates_against_mosquitto() {
     )
     .await;
     site.wait_state("with-cert", "ONLINE").await;
-    let start = std::time::Instant::now();
-    loop {
-        let r = site.write_as(&site.admin, "v", json!(3.5)).await;
-        assert!(r.get("errors").is_none(), "{r}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if value(&site.latest().await, "v") == json!(3.5) {
-            break;
-        }
-        assert!(start.elapsed() < WAIT, "no value back over mutual TLS");
-    }
+    echo(&site, 3.5).await;
     site.wait_state("without-cert", "OFFLINE").await;
 }
