@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 mod deadband;
+mod link;
+mod requests;
 
 use deadband::Deadbands;
 
@@ -20,7 +22,7 @@ use super::shared::{LinkState, TenantShared};
 use super::tenant::DeviceWorld;
 use crate::config::CacheConfig;
 use crate::domain::{
-    DeviceId, Quality, QualityReason, Sample, SampleBatch, Tag, TagId, TagSpec, Timestamp, Value,
+    DeviceId, QualityReason, Sample, SampleBatch, Tag, TagId, TagSpec, Timestamp, Value,
 };
 use crate::drivers::{self, Driver, DriverSink, LinkEvent, WriteReport};
 use crate::secrets::SecretKey;
@@ -224,56 +226,6 @@ impl DeviceActor {
         }
     }
 
-    /// A link event of a driver whose crate reconnects by itself. Tags go Bad when a
-    /// connect attempt fails; a peer closing an idle link is not a loss until a poll
-    /// finds the device unreachable.
-    fn link(st: &mut DeviceState, event: LinkEvent) {
-        let state = st.state();
-        let answering = matches!(state, LinkState::Online | LinkState::Degraded);
-        match event {
-            // An attempt is no news: the state stays what the last poll or link
-            // event made it.
-            LinkEvent::Connecting => {}
-            LinkEvent::Connected => {
-                // A link that is up is no answer yet: the next poll says whether this
-                // device answers (a unit id behind a shared gateway may not, and this
-                // event may arrive after a poll found it silent). A device with nothing
-                // to poll has only the link to go by.
-                let polled = st.groups.iter().any(|g| !g.empty);
-                if !polled && !answering {
-                    st.set_state(LinkState::Online, None);
-                }
-            }
-            LinkEvent::ConnectFailed { retry_in_ms } => {
-                st.set_state(
-                    LinkState::Offline,
-                    Some(format!("connect failed; retrying in {retry_in_ms} ms")),
-                );
-                st.mark_bad(QualityReason::CommLost);
-            }
-            LinkEvent::Disconnected { retry_in_ms } => {
-                // A working link closed (a peer closing idle links does): it is being
-                // opened again. A device already OFFLINE (its polls fail, e.g. a TLS
-                // handshake that never completes) stays OFFLINE.
-                let state = if answering {
-                    LinkState::Connecting
-                } else {
-                    state
-                };
-                st.set_state(
-                    state,
-                    Some(format!("link closed; reconnecting in {retry_in_ms} ms")),
-                );
-                // A device that pushes (nothing to poll) gets no news while the link is
-                // down: its values are lost until it is back.
-                let polled = st.groups.iter().any(|g| !g.empty);
-                if !polled {
-                    st.mark_bad(QualityReason::CommLost);
-                }
-            }
-        }
-    }
-
     async fn poll(me: &ActorRef<DeviceMsg>, st: &mut DeviceState, group: usize) {
         let protocol = st.world.device.protocol();
         let started = Instant::now();
@@ -360,84 +312,6 @@ impl DeviceActor {
             g.next = now + g.period;
         }
         me.send_after(g.next - now, move || DeviceMsg::Poll { group, run });
-    }
-
-    /// Creates the tags the device announced and hands them to the driver.
-    async fn announced(st: &mut DeviceState, specs: Vec<TagSpec>) {
-        let device = st.world.device.spec.name.clone();
-        let Some(catalog) = st.catalog.clone() else {
-            tracing::debug!(%device, tags = specs.len(), "announced tags ignored: no catalog");
-            return;
-        };
-        let (created, error) = catalog.create(&st.shared, st.id(), specs).await;
-        if let Some(e) = error {
-            tracing::warn!(%device, error = %e, "announced tags not created");
-        }
-        if created.is_empty() {
-            return;
-        }
-        if let Err(e) = st.driver.add_tags(&created) {
-            tracing::warn!(%device, error = %e, "announced tags not mapped");
-            return;
-        }
-        let stale = if st.by_exception {
-            i64::MAX
-        } else {
-            st.cache.stale_after_us(st.world.device.spec.poll_ms)
-        };
-        let regs = created
-            .iter()
-            .map(|t| TagRegistration {
-                tag: t.id,
-                stale_after_us: stale,
-            })
-            .collect();
-        st.shared.cache.register(regs);
-        for t in &created {
-            st.shared.tag_devices.insert(t.id, st.id());
-        }
-        metrics::counter!(names::MQTT_DISCOVERED_TAGS).increment(created.len() as u64);
-        tracing::info!(%device, tags = created.len(), "tags created from the device's announcements");
-        st.announced.extend(created);
-    }
-
-    async fn write(
-        st: &mut DeviceState,
-        tag: TagId,
-        value: Value,
-    ) -> Result<WriteReport, drivers::Error> {
-        let Some(t) = st.tag(tag).cloned() else {
-            return Err(drivers::Error::Config(format!(
-                "tag {tag} is not on this device"
-            )));
-        };
-        if !st.connected {
-            return Err(drivers::Error::Disconnected("device not connected".into()));
-        }
-        let protocol = st.world.device.protocol();
-        let started = Instant::now();
-        let result = st.driver.write(&t, &value).await;
-        metrics::histogram!(names::DEVICE_WRITE_SECONDS, "protocol" => protocol)
-            .record(started.elapsed().as_secs_f64());
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(drivers::Error::BadValue { .. } | drivers::Error::NotWritable(_)) => "refused",
-            Err(drivers::Error::Disconnected(_) | drivers::Error::Timeout(_)) => "unreachable",
-            Err(_) => "failed",
-        };
-        metrics::counter!(names::DEVICE_WRITES, "protocol" => protocol, "outcome" => outcome)
-            .increment(1);
-        if let Ok(WriteReport { confirmed: Some(v) }) = &result {
-            let now = Timestamp::now();
-            st.emit(vec![Sample {
-                tag,
-                value: v.clone(),
-                quality: Quality::Good,
-                source_time: now,
-                server_time: now,
-            }]);
-        }
-        result
     }
 }
 
