@@ -8,6 +8,10 @@ mod inmem;
 mod modbus;
 mod modbus_client;
 mod modbus_sim;
+mod mqtt;
+mod mqtt_broker;
+mod mqtt_pub;
+mod mqtt_server;
 mod persisted;
 mod prom;
 mod world;
@@ -98,6 +102,79 @@ enum Scenario {
         #[arg(long)]
         servers: usize,
     },
+    /// Gateways publishing JSON on loopback → a broker → a real server (in-process,
+    /// SQLite, historian on) → cache and historian; first the broker's own ceiling
+    /// with a counting subscriber, then ThermaCore: rates, CPU of ThermaCore, broker
+    /// and publishers, memory, lag, and which of them limits.
+    Mqtt {
+        #[arg(long, default_value_t = 100)]
+        devices: usize,
+        /// Values per message (one f64 tag each).
+        #[arg(long, default_value_t = 50)]
+        tags: usize,
+        /// Messages per second per gateway.
+        #[arg(long, default_value_t = 40.0)]
+        rate: f64,
+        /// Several rates, one run of each phase per rate (e.g. `10,20,40,80`);
+        /// replaces `--rate`.
+        #[arg(long, value_delimiter = ',')]
+        sweep: Vec<f64>,
+        /// QoS of the publishes and of the subscriptions.
+        #[arg(long, default_value_t = 0)]
+        qos: u8,
+        /// Length of each measured window, after the warm-up.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Seconds between the publishers starting and each measured window.
+        #[arg(long, default_value_t = 3)]
+        warmup: u64,
+        /// Gateways per publisher connection.
+        #[arg(long, default_value_t = 10)]
+        per_client: usize,
+        /// Broker connections of ThermaCore the devices are spread over (by
+        /// `client_id`); 1: all share one, as devices with the same settings do.
+        #[arg(long, default_value_t = 1)]
+        connections: usize,
+        /// `host:port` of a running broker (e.g. Mosquitto) instead of the embedded
+        /// rumqttd in a child process.
+        #[arg(long)]
+        broker: Option<String>,
+        /// Process id of the external broker, to measure its CPU.
+        #[arg(long)]
+        broker_pid: Option<u32>,
+        #[arg(long, value_enum, default_value_t = mqtt::Phases::Both)]
+        phases: mqtt::Phases,
+        /// The ceiling's subscriber takes one `PREFIX/#` instead of ThermaCore's
+        /// per-gateway filters.
+        #[arg(long)]
+        ceiling_wildcard: bool,
+        /// What the historian does with the samples (see `modbus::StoreMode`).
+        #[arg(long, value_enum, default_value_t = modbus::StoreMode::Sqlite)]
+        store: modbus::StoreMode,
+    },
+    /// The broker of the `mqtt` scenario (started by it as a child process).
+    #[command(hide = true)]
+    MqttBroker,
+    /// The gateways of the `mqtt` scenario (started by it as a child process).
+    #[command(hide = true)]
+    MqttPublishers {
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        devices: usize,
+        #[arg(long)]
+        tags: usize,
+        #[arg(long)]
+        rate: f64,
+        #[arg(long)]
+        qos: u8,
+        #[arg(long)]
+        per_client: usize,
+    },
     /// The security path of one API request: JWT verification, revocation gate, rate
     /// limiters.
     Auth {
@@ -169,6 +246,62 @@ fn main() -> anyhow::Result<()> {
                 registers,
                 servers,
             } => modbus_sim::serve(devices, registers, servers).await,
+            Scenario::Mqtt {
+                devices,
+                tags,
+                rate,
+                sweep,
+                qos,
+                seconds,
+                warmup,
+                per_client,
+                connections,
+                broker,
+                broker_pid,
+                phases,
+                ceiling_wildcard,
+                store,
+            } => {
+                mqtt::run(mqtt::Params {
+                    devices,
+                    tags,
+                    rates: if sweep.is_empty() { vec![rate] } else { sweep },
+                    qos,
+                    seconds,
+                    warmup,
+                    per_client,
+                    connections,
+                    broker,
+                    broker_pid,
+                    phases,
+                    ceiling_wildcard,
+                    store,
+                })
+                .await
+            }
+            Scenario::MqttBroker => mqtt_broker::serve().await,
+            Scenario::MqttPublishers {
+                host,
+                port,
+                prefix,
+                devices,
+                tags,
+                rate,
+                qos,
+                per_client,
+            } => {
+                mqtt_pub::serve(mqtt_pub::Load {
+                    host,
+                    port,
+                    prefix,
+                    devices,
+                    tags,
+                    rate,
+                    qos,
+                    per_client,
+                })
+                .await
+            }
             Scenario::Auth { iterations } => auth::run(iterations).await,
         }
     })

@@ -101,7 +101,7 @@ impl Client {
 }
 
 /// Microseconds since midnight of an RFC 3339 time (`…T19:40:04.123456Z`).
-fn micros_of_day(t: &str) -> Option<u64> {
+pub fn micros_of_day(t: &str) -> Option<u64> {
     let time = t.split_once('T')?.1;
     let end = time.find(['Z', '+', '-']).unwrap_or(time.len());
     let (hms, frac) = time[..end].split_once('.').unwrap_or((&time[..end], ""));

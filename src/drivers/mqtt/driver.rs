@@ -136,7 +136,7 @@ impl Driver for MqttDriver {
         let settings = self.settings(sink.scope)?;
         let filters: Vec<Filter> = {
             let mut ingest = lock(&self.ingest);
-            ingest.sink = Some(sink.clone());
+            ingest.set_sink(sink.clone());
             let share = if ingest.sparkplug() {
                 None
             } else {

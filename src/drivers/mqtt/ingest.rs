@@ -49,8 +49,10 @@ pub(super) struct MetricTag {
 
 pub(super) struct Ingest {
     pub broken: Option<Error>,
+    /// Messages by outcome: ok, refused, unmatched.
+    counters: Option<[metrics::Counter; 3]>,
     pub config: Arc<MqttConfig>,
-    pub sink: Option<DriverSink>,
+    sink: Option<DriverSink>,
     topic_tags: Vec<TopicTag>,
     exact: HashMap<String, Vec<usize>>,
     wild: Vec<usize>,
@@ -84,6 +86,7 @@ impl Ingest {
         }
         Ingest {
             broken,
+            counters: None,
             config,
             sink: None,
             topic_tags: Vec::new(),
@@ -242,9 +245,20 @@ impl Ingest {
         }
     }
 
+    /// Where the device's messages go: their counters are made once, not per message.
+    pub fn set_sink(&mut self, sink: DriverSink) {
+        let counter = |outcome: &'static str| metrics::counter!(names::MQTT_MESSAGES, "tenant" => sink.tenant.to_string(), "device" => sink.device.to_string(), "outcome" => outcome);
+        self.counters = Some([counter("ok"), counter("refused"), counter("unmatched")]);
+        self.sink = Some(sink);
+    }
+
     fn outcome(&self, outcome: &'static str) {
-        if let Some(s) = &self.sink {
-            metrics::counter!(names::MQTT_MESSAGES, "tenant" => s.tenant.to_string(), "device" => s.device.to_string(), "outcome" => outcome).increment(1);
+        if let Some([ok, refused, unmatched]) = &self.counters {
+            match outcome {
+                "ok" => ok.increment(1),
+                "refused" => refused.increment(1),
+                _ => unmatched.increment(1),
+            }
         }
     }
 
@@ -384,6 +398,9 @@ impl Ingest {
         let mut samples = Vec::with_capacity(hits.len());
         let mut bad: Vec<(TagId, QualityReason)> = Vec::new();
         let mut problems: Vec<Problem> = Vec::new();
+        type Memo<'p, T> = Vec<(&'p str, Option<Result<T, Problem>>)>;
+        let mut times: Memo<'_, Timestamp> = Vec::new();
+        let mut qualities: Memo<'_, Quality> = Vec::new();
         for &i in &hits {
             let t = &self.topic_tags[i];
             let value = payload::lookup(&parsed, t.value.as_deref())
@@ -401,23 +418,41 @@ impl Ingest {
             let mut source_time = now;
             let mut quality = Quality::Good;
             if let Parsed::Json(doc) = &parsed {
-                if let Some(p) = &t.time {
-                    match doc
-                        .pointer(p)
-                        .map(|v| payload::timestamp(v, self.config.time_unit))
-                    {
-                        Some(Ok(ts)) => source_time = ts,
-                        Some(Err(e)) => problems.push(e),
-                        None => {}
+                // Looked up once per message and pointer (tags usually share the
+                // device's), not once per tag.
+                if let Some(p) = t.time.as_deref() {
+                    let found = match times.iter().find(|(q, _)| *q == p) {
+                        Some((_, r)) => r.clone(),
+                        None => {
+                            let r = doc
+                                .pointer(p)
+                                .map(|v| payload::timestamp(v, self.config.time_unit));
+                            if let Some(Err(e)) = &r {
+                                problems.push(e.clone());
+                            }
+                            times.push((p, r.clone()));
+                            r
+                        }
+                    };
+                    if let Some(Ok(ts)) = found {
+                        source_time = ts;
                     }
                 }
-                if let Some(p) = &t.quality {
-                    match doc.pointer(p).map(payload::quality) {
-                        Some(Ok(q)) => quality = q,
-                        Some(Err(e)) => {
-                            quality = Quality::Uncertain(QualityReason::BadResponse);
-                            problems.push(e);
+                if let Some(p) = t.quality.as_deref() {
+                    let found = match qualities.iter().find(|(q, _)| *q == p) {
+                        Some((_, r)) => r.clone(),
+                        None => {
+                            let r = doc.pointer(p).map(payload::quality);
+                            if let Some(Err(e)) = &r {
+                                problems.push(e.clone());
+                            }
+                            qualities.push((p, r.clone()));
+                            r
                         }
+                    };
+                    match found {
+                        Some(Ok(q)) => quality = q,
+                        Some(Err(_)) => quality = Quality::Uncertain(QualityReason::BadResponse),
                         None => {}
                     }
                 }

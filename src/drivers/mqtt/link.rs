@@ -281,6 +281,8 @@ fn open(settings: LinkSettings) -> Arc<Link> {
     eventloop
         .network_options
         .set_connection_timeout(key.connect_timeout_ms.div_ceil(1000).max(1));
+    // Commands go out at once, not after Nagle's delay.
+    eventloop.network_options.set_tcp_nodelay(true);
     let shared = Arc::new(Shared {
         routes: RwLock::new(Vec::new()),
         commands: Mutex::new(Commands::default()),
@@ -344,6 +346,8 @@ async fn run(
     let max = Duration::from_millis(max_ms);
     let mut backoff = min;
     let mut failures = 0u64;
+    let bytes = metrics::counter!(names::MQTT_RECEIVED_BYTES);
+    let unmatched = metrics::counter!(names::MQTT_MESSAGES, "outcome" => "unmatched");
     loop {
         let event = tokio::select! {
             e = el.poll() => e,
@@ -374,17 +378,22 @@ async fn run(
                 }
             }
             Ok(Event::Incoming(Incoming::Publish(p))) => {
-                metrics::counter!(names::MQTT_RECEIVED_BYTES).increment(p.payload.len() as u64);
+                bytes.increment(p.payload.len() as u64);
                 let topic = p.topic.as_str();
                 let mut delivered = false;
-                for r in routes(&shared) {
+                let routes = shared
+                    .routes
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for (_, r) in routes.iter() {
                     if r.filters.iter().any(|f| topic::matches(&f.pattern, topic)) {
                         (r.on_message)(topic, &p.payload, &client);
                         delivered = true;
                     }
                 }
+                drop(routes);
                 if !delivered {
-                    metrics::counter!(names::MQTT_MESSAGES, "outcome" => "unmatched").increment(1);
+                    unmatched.increment(1);
                 }
             }
             Ok(Event::Incoming(Incoming::SubAck(ack))) => {
