@@ -112,12 +112,29 @@ impl EmbeddedBroker {
         limits: BrokerLimits,
         security: BrokerSecurity,
     ) -> Result<EmbeddedBroker, BrokerError> {
+        if addr.port() != 0 {
+            return Self::start_on(addr, limits, security);
+        }
+        // A free port is found by binding and releasing it: another process may take
+        // it before the broker binds. Then another port is tried.
+        let mut attempts = 0;
+        loop {
+            let free = free_loopback_port(addr.ip())?;
+            match Self::start_on(free, limits.clone(), security.clone()) {
+                Err(BrokerError::Bind { .. } | BrokerError::Exited { .. }) if attempts < 10 => {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_on(
+        addr: SocketAddr,
+        limits: BrokerLimits,
+        security: BrokerSecurity,
+    ) -> Result<EmbeddedBroker, BrokerError> {
         let tls = security.tls.is_some();
-        let addr = if addr.port() == 0 {
-            free_loopback_port(addr.ip())?
-        } else {
-            addr
-        };
         check_bindable(addr)?;
         let config = rumqttd_config(addr, &limits, security);
         let (tx, rx) = mpsc::channel::<String>();
