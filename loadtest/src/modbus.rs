@@ -19,12 +19,10 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use thermacore::api::auth::hash_password;
 use thermacore::config::parse_str;
 use thermacore::domain::Role;
-use thermacore::storage;
 
-use crate::modbus_client::{Client, pct, snapshot, write_load};
+use crate::modbus_client::{Started, pct, snapshot, start_server, write_load};
 use crate::modbus_sim::{self, placement};
 use crate::prom;
 use crate::world::{TICKS_PER_SEC, rss_kib, rss_kib_of};
@@ -107,62 +105,19 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     config.storage.url = format!("sqlite:{}", dir.path().join("modbus.db").display());
     config.auth.jwt_secret = Some(SECRET.into());
-    {
-        let store = storage::connect(&config.storage.url, 1).await?;
-        store.migrate().await?;
-        let tenant = store.upsert_tenant(TENANT).await?;
-        store
-            .create_user(
-                tenant.id,
-                OPERATOR,
-                &hash_password(PASSWORD)?,
-                Role::Operator,
-            )
-            .await?;
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let mut c = Client {
-        http: reqwest::Client::builder().no_proxy().build()?,
-        base: format!("http://{}", listener.local_addr()?),
-        token: None,
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(thermacore::app::run(config, listener, async move {
-        let _ = stop_rx.await;
-    }));
-
     // Ready once the world is applied (tens of thousands of tags) and the tree runs.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let r = c.http.get(format!("{}/readyz", c.base)).send().await;
-        if r.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        if server.is_finished() {
-            anyhow::bail!("the server stopped: {:?}", server.await);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "server not ready after 600 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let login = c
-        .gql(
-            "mutation($t:String!,$u:String!,$p:String!){login(tenant:$t,username:$u,password:$p){accessToken}}",
-            json!({"t": TENANT, "u": OPERATOR, "p": PASSWORD}),
-        )
-        .await?;
-    c.token = login["login"]["accessToken"].as_str().map(str::to_string);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let states = c.states().await?;
-        if states.get("ONLINE") == Some(&p.devices) {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "devices not all online after 120 s: {states:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let Started {
+        client: c,
+        stop: stop_tx,
+        task: server,
+    } = start_server(
+        config,
+        (TENANT, OPERATOR, PASSWORD, Role::Operator),
+        p.devices,
+        Duration::from_secs(600),
+        Duration::from_secs(120),
+    )
+    .await?;
     let tags = c.gql("{tags{id name}}", json!({})).await?;
     let targets: Vec<String> = tags["tags"]
         .as_array()

@@ -8,6 +8,89 @@ use serde_json::{Value, json};
 
 use crate::world::{cpu_ticks, machine_busy_ticks, thread_ticks};
 
+/// A server under test started in-process: its client (logged in), the sender that
+/// stops it and its task.
+pub struct Started {
+    pub client: Client,
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub task: tokio::task::JoinHandle<Result<(), thermacore::app::AppError>>,
+}
+
+/// Creates `user` (with `password` and `role`) in `tenant` of the config's store,
+/// starts the real server on a loopback port, waits until it is ready (within
+/// `ready_within`: applying a large plant takes a while), logs in, and waits until
+/// `devices` devices are ONLINE (within `online_within`).
+pub async fn start_server(
+    config: thermacore::config::Config,
+    (tenant, user, password, role): (&str, &str, &str, thermacore::domain::Role),
+    devices: usize,
+    ready_within: Duration,
+    online_within: Duration,
+) -> anyhow::Result<Started> {
+    {
+        let store = thermacore::storage::connect(&config.storage.url, 1).await?;
+        store.migrate().await?;
+        let t = store.upsert_tenant(tenant).await?;
+        store
+            .create_user(
+                t.id,
+                user,
+                &thermacore::api::auth::hash_password(password)?,
+                role,
+            )
+            .await?;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let mut client = Client {
+        http: reqwest::Client::builder().no_proxy().build()?,
+        base: format!("http://{}", listener.local_addr()?),
+        token: None,
+    };
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(thermacore::app::run(config, listener, async move {
+        let _ = stop_rx.await;
+    }));
+    let deadline = Instant::now() + ready_within;
+    loop {
+        let r = client
+            .http
+            .get(format!("{}/readyz", client.base))
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        if task.is_finished() {
+            anyhow::bail!("the server stopped: {:?}", task.await);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "server not ready after {ready_within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let login = client
+        .gql(
+            "mutation($t:String!,$u:String!,$p:String!){login(tenant:$t,username:$u,password:$p){accessToken}}",
+            json!({"t": tenant, "u": user, "p": password}),
+        )
+        .await?;
+    client.token = login["login"]["accessToken"].as_str().map(str::to_string);
+    let deadline = Instant::now() + online_within;
+    loop {
+        let states = client.states().await?;
+        if states.get("ONLINE") == Some(&devices) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "devices not all online after {online_within:?}: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(Started { client, stop, task })
+}
+
 /// A GraphQL client of the server under test.
 pub struct Client {
     pub http: reqwest::Client,

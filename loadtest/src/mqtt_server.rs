@@ -4,16 +4,14 @@
 //! scenario reads from it: `/metrics` and the age of the cached values.
 
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
-use thermacore::api::auth::hash_password;
 use thermacore::config::parse_str;
 use thermacore::domain::Role;
-use thermacore::storage;
 
 use crate::modbus::StoreMode;
-use crate::modbus_client::{Client, micros_of_day};
+use crate::modbus_client::{Client, Started, micros_of_day, start_server};
 use crate::mqtt_broker::Broker;
 
 pub const TENANT: &str = "bench";
@@ -88,59 +86,14 @@ impl Server {
             parse_str(&plant(p), "mqtt bench plant").map_err(|e| anyhow::anyhow!("{e}"))?;
         config.storage.url = format!("sqlite:{}", dir.path().join("mqtt.db").display());
         config.auth.jwt_secret = Some(SECRET.into());
-        {
-            let store = storage::connect(&config.storage.url, 1).await?;
-            store.migrate().await?;
-            let tenant = store.upsert_tenant(TENANT).await?;
-            store
-                .create_user(tenant.id, USER, &hash_password(PASSWORD)?, Role::Viewer)
-                .await?;
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let mut client = Client {
-            http: reqwest::Client::builder().no_proxy().build()?,
-            base: format!("http://{}", listener.local_addr()?),
-            token: None,
-        };
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(thermacore::app::run(config, listener, async move {
-            let _ = stop_rx.await;
-        }));
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let r = client
-                .http
-                .get(format!("{}/readyz", client.base))
-                .send()
-                .await;
-            if r.is_ok_and(|r| r.status() == 200) {
-                break;
-            }
-            if task.is_finished() {
-                anyhow::bail!("the server stopped: {:?}", task.await);
-            }
-            anyhow::ensure!(Instant::now() < deadline, "server not ready after 300 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let login = client
-            .gql(
-                "mutation($t:String!,$u:String!,$p:String!){login(tenant:$t,username:$u,password:$p){accessToken}}",
-                json!({"t": TENANT, "u": USER, "p": PASSWORD}),
-            )
-            .await?;
-        client.token = login["login"]["accessToken"].as_str().map(str::to_string);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let states = client.states().await?;
-            if states.get("ONLINE") == Some(&p.devices) {
-                break;
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "devices not all online after 60 s: {states:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let Started { client, stop, task } = start_server(
+            config,
+            (TENANT, USER, PASSWORD, Role::Viewer),
+            p.devices,
+            Duration::from_secs(300),
+            Duration::from_secs(60),
+        )
+        .await?;
         let tags = client.gql("{tags{id name}}", json!({})).await?;
         let probe_tags: Vec<String> = tags["tags"]
             .as_array()
