@@ -7,7 +7,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::mqtt_observer::{BrokerProcess, Observer};
+use common::mqtt::{ChildBroker, Peer};
 use rumqttc::Publish;
 use thermacore::demo::mqtt::{self as demo, PUMP_METRICS};
 use thermacore::drivers::mqtt::broker::EmbeddedBroker;
@@ -54,7 +54,7 @@ async fn two_brokers_on_port_zero_get_two_working_ports() {
     assert_ne!(a.port(), b.port());
     assert!(a.is_running() && b.is_running());
     for broker in [&a, &b] {
-        let mut o = Observer::connect(broker.port(), "t/#").await;
+        let mut o = Peer::observe(broker.port(), "t/#").await;
         o.publish("t/x", format!("hello {}", broker.port())).await;
         let got = o
             .wait_for("our own message back", |p| Some(p.payload.to_vec()))
@@ -66,7 +66,7 @@ async fn two_brokers_on_port_zero_get_two_working_ports() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_json_gateway_publishes_its_boiler_and_units_and_takes_a_setpoint() {
     let broker = EmbeddedBroker::start(any_port()).expect("broker");
-    let mut o = Observer::connect(broker.port(), "#").await;
+    let mut o = Peer::observe(broker.port(), "#").await;
     let _peers = demo::start_publishers("127.0.0.1", broker.port())
         .await
         .expect("publishers");
@@ -114,7 +114,7 @@ async fn the_json_gateway_publishes_its_boiler_and_units_and_takes_a_setpoint() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_node_births_sends_data_by_alias_rebirths_takes_a_setpoint_and_dies() {
     let broker = EmbeddedBroker::start(any_port()).expect("broker");
-    let mut o = Observer::connect(broker.port(), "#").await;
+    let mut o = Peer::observe(broker.port(), "#").await;
     let peers = demo::start_publishers("127.0.0.1", broker.port())
         .await
         .expect("publishers");
@@ -205,9 +205,9 @@ async fn the_edge_node_births_sends_data_by_alias_rebirths_takes_a_setpoint_and_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_subcommand_can_be_killed_and_started_again_under_its_clients() {
-    let first = BrokerProcess::start(0).await;
-    let port = first.port;
-    let mut o = Observer::connect(port, "#").await;
+    let mut broker = ChildBroker::thermacore();
+    let port = broker.port;
+    let mut o = Peer::observe(port, "#").await;
     let _peers = demo::start_publishers("127.0.0.1", port)
         .await
         .expect("publishers");
@@ -216,10 +216,10 @@ async fn the_broker_subcommand_can_be_killed_and_started_again_under_its_clients
         .await;
     assert_eq!(bd_seq(&nbirth), Some(MetricValue::LongValue(0)));
 
-    first.kill().await;
+    broker.kill();
     o.wait_down().await;
 
-    let _second = BrokerProcess::start(port).await;
+    broker.restart();
     o.wait_subscribed().await;
     o.publish("t/after-restart", "back").await;
     o.wait_for("a message through the new broker", |p| {

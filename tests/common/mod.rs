@@ -1,7 +1,6 @@
 #![allow(dead_code)]
 
 pub mod mqtt;
-pub mod mqtt_observer;
 pub mod pg;
 pub mod pki;
 pub mod proxy;
