@@ -20,6 +20,19 @@ use crate::domain::{
     DataType, OpenedSecurity, QualityReason, Sample, Tag, TagId, TagSpec, Timestamp, Value,
 };
 
+/// Defaults the drivers' configurations share.
+pub(crate) mod defaults {
+    /// The first delay after a lost or refused link, doubled per failure...
+    pub fn reconnect_min_ms() -> u64 {
+        500
+    }
+
+    /// ... up to this.
+    pub fn reconnect_max_ms() -> u64 {
+        30_000
+    }
+}
+
 /// Errors a driver reports to its device actor.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum Error {

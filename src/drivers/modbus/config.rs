@@ -57,9 +57,9 @@ pub struct ModbusConfig {
     pub idle_close_secs: u64,
     /// rodbus's reconnect strategy: the first delay after a failed connect, doubled
     /// after each further failure up to `reconnect_max_ms`.
-    #[serde(default = "default_reconnect_min_ms")]
+    #[serde(default = "crate::drivers::defaults::reconnect_min_ms")]
     pub reconnect_min_ms: u64,
-    #[serde(default = "default_reconnect_max_ms")]
+    #[serde(default = "crate::drivers::defaults::reconnect_max_ms")]
     pub reconnect_max_ms: u64,
     /// Consecutive response timeouts after which the connection is dropped and opened
     /// again (0: never).
@@ -109,12 +109,6 @@ fn default_max_concurrent() -> u16 {
 fn default_idle_close_secs() -> u64 {
     120
 }
-fn default_reconnect_min_ms() -> u64 {
-    500
-}
-fn default_reconnect_max_ms() -> u64 {
-    30_000
-}
 fn default_reconnect_after_timeouts() -> u32 {
     3
 }
@@ -139,8 +133,8 @@ impl ModbusConfig {
             poll_groups: Vec::new(),
             max_concurrent_per_host: default_max_concurrent(),
             idle_close_secs: default_idle_close_secs(),
-            reconnect_min_ms: default_reconnect_min_ms(),
-            reconnect_max_ms: default_reconnect_max_ms(),
+            reconnect_min_ms: crate::drivers::defaults::reconnect_min_ms(),
+            reconnect_max_ms: crate::drivers::defaults::reconnect_max_ms(),
             reconnect_after_timeouts: default_reconnect_after_timeouts(),
             bad_address_after: default_bad_address_after(),
             bad_address_grace_ms: default_bad_address_grace_ms(),

@@ -3,7 +3,6 @@
 
 use super::config::MqttConfig;
 use super::topic;
-use crate::domain::DataType;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MqttAddress {
@@ -97,12 +96,6 @@ impl MqttAddress {
             quality,
             command,
         })
-    }
-
-    pub fn check_type(&self, _data_type: DataType) -> Result<(), String> {
-        // Every tag type can be read from JSON, from plain text and from Sparkplug
-        // (whose births are checked against the tag's type when they arrive).
-        Ok(())
     }
 
     /// Whether a write to the tag has somewhere to go.

@@ -113,9 +113,9 @@ pub struct MqttConfig {
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     /// Reconnect backoff: from min, doubled per failure up to max, with ±20 % jitter.
-    #[serde(default = "default_reconnect_min_ms")]
+    #[serde(default = "crate::drivers::defaults::reconnect_min_ms")]
     pub reconnect_min_ms: u64,
-    #[serde(default = "default_reconnect_max_ms")]
+    #[serde(default = "crate::drivers::defaults::reconnect_max_ms")]
     pub reconnect_max_ms: u64,
     /// Larger payloads are refused (counted, tags of the topic marked Bad).
     #[serde(default = "default_max_payload")]
@@ -171,12 +171,6 @@ fn default_qos() -> u8 {
 }
 fn default_connect_timeout_ms() -> u64 {
     5_000
-}
-fn default_reconnect_min_ms() -> u64 {
-    500
-}
-fn default_reconnect_max_ms() -> u64 {
-    30_000
 }
 fn default_max_payload() -> usize {
     256 * 1024
@@ -305,11 +299,12 @@ impl MqttConfig {
     pub fn check_tag(
         &self,
         address: &str,
-        data_type: DataType,
+        _data_type: DataType,
         writable: bool,
     ) -> Result<(), String> {
+        // Every tag type reads from JSON, plain text and Sparkplug (whose births are
+        // checked against the tag's type when they arrive): only the address counts.
         let a = MqttAddress::parse(address, self.sparkplug.is_some())?;
-        a.check_type(data_type)?;
         if writable && !a.commandable(self) {
             return Err(
                 "a writable MQTT tag needs `command=TOPIC` in its address or the device's `command_topic`"

@@ -69,7 +69,6 @@ pub(super) struct Ingest {
     node: Node,
     last_rebirth: Option<Instant>,
     logged: HashSet<(String, &'static str)>,
-    needs_json: HashMap<String, bool>,
 }
 
 impl Ingest {
@@ -101,7 +100,6 @@ impl Ingest {
             node: Node::default(),
             last_rebirth: None,
             logged: HashSet::new(),
-            needs_json: HashMap::new(),
         }
     }
 
@@ -164,7 +162,6 @@ impl Ingest {
                 }
             }
         }
-        self.needs_json.clear();
         let topics: Vec<String> = self.topic_tags[first_new..]
             .iter()
             .map(|t| t.topic.clone())
@@ -370,16 +367,7 @@ impl Ingest {
             }
             return;
         }
-        let needs_json = match self.needs_json.get(topic) {
-            Some(n) => *n,
-            None => {
-                let n = hits.iter().any(|&i| self.topic_tags[i].value.is_some());
-                if self.needs_json.len() < 100_000 {
-                    self.needs_json.insert(topic.to_string(), n);
-                }
-                n
-            }
-        };
+        let needs_json = hits.iter().any(|&i| self.topic_tags[i].value.is_some());
         let parsed = match payload::parse(bytes, self.config.max_payload_bytes, needs_json) {
             Ok(p) => p,
             Err(p) => {

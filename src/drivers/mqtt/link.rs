@@ -8,7 +8,7 @@
 //! operator told "failed" must not see the valve move minutes afterwards.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -100,7 +100,6 @@ impl Commands {
 struct Shared {
     routes: RwLock<Vec<(u64, Arc<Route>)>>,
     commands: Mutex<Commands>,
-    connected: AtomicBool,
     name: String,
 }
 
@@ -231,7 +230,8 @@ pub fn attach(settings: LinkSettings, route: Route) -> Attachment {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         routes.push((id, route.clone()));
     }
-    if link.shared.connected.load(Ordering::Acquire) {
+    let connected = lock(&link.shared.commands).connected;
+    if connected {
         subscribe(&link.client, route.filters.clone());
         (route.on_link)(LinkEvent::Connected);
     } else {
@@ -286,7 +286,6 @@ fn open(settings: LinkSettings) -> Arc<Link> {
     let shared = Arc::new(Shared {
         routes: RwLock::new(Vec::new()),
         commands: Mutex::new(Commands::default()),
-        connected: AtomicBool::new(false),
         name: format!("{}:{} ({client_id})", key.host, key.port),
     });
     let (stop, stop_rx) = watch::channel(false);
@@ -316,8 +315,10 @@ fn routes(shared: &Shared) -> Vec<Arc<Route>> {
         .collect()
 }
 
-fn set_connected(shared: &Shared, up: bool) -> bool {
-    let was = shared.connected.swap(up, Ordering::AcqRel);
+/// Sets the link's state (under the commands' lock, so that no command slips in
+/// between) and moves the connection gauges; returns the state before.
+fn set_connected(c: &mut Commands, up: bool) -> bool {
+    let was = std::mem::replace(&mut c.connected, up);
     if was != up {
         let (from, to) = if up {
             ("disconnected", "connected")
@@ -355,8 +356,7 @@ async fn run(
         };
         match event {
             Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
-                lock(&shared.commands).connected = true;
-                set_connected(&shared, true);
+                set_connected(&mut lock(&shared.commands), true);
                 if failures > 0 {
                     tracing::info!(broker = %shared.name, "MQTT connection restored");
                 }
@@ -418,14 +418,14 @@ async fn run(
             Err(e) => {
                 let was = {
                     let mut c = lock(&shared.commands);
-                    c.connected = false;
+                    let was = set_connected(&mut c, false);
                     // Whatever was queued towards the broker is dropped (see the
                     // module's note on commands); subscriptions are sent again on the
                     // next ConnAck.
                     el.clean();
                     el.pending.clear();
                     c.fail_all("the connection to the broker was lost");
-                    set_connected(&shared, false)
+                    was
                 };
                 failures += 1;
                 metrics::counter!(names::MQTT_RECONNECTS).increment(1);
@@ -455,9 +455,10 @@ async fn run(
             }
         }
     }
-    lock(&shared.commands).fail_all("the connection was closed");
-    if shared.connected.load(Ordering::Acquire) {
-        set_connected(&shared, false);
+    {
+        let mut c = lock(&shared.commands);
+        c.fail_all("the connection was closed");
+        set_connected(&mut c, false);
     }
     metrics::gauge!(names::MQTT_CONNECTIONS, "state" => "disconnected").decrement(1.0);
 }
