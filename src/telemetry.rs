@@ -35,6 +35,14 @@ pub mod names {
     pub const MQTT_COMMANDS: &str = "thermacore_mqtt_command_publishes_total";
     pub const MQTT_REBIRTH_REQUESTS: &str = "thermacore_mqtt_rebirth_requests_total";
     pub const MQTT_DISCOVERED_TAGS: &str = "thermacore_mqtt_discovered_tags_total";
+    pub const OPCUA_SESSIONS: &str = "thermacore_opcua_sessions";
+    pub const OPCUA_RECONNECTS: &str = "thermacore_opcua_reconnects_total";
+    pub const OPCUA_MONITORED_ITEMS: &str = "thermacore_opcua_monitored_items";
+    pub const OPCUA_POLLED_NODES: &str = "thermacore_opcua_polled_nodes";
+    pub const OPCUA_DATA_CHANGES: &str = "thermacore_opcua_data_changes_total";
+    pub const OPCUA_PUBLISH_LATENCY: &str = "thermacore_opcua_publish_latency_seconds";
+    pub const OPCUA_SERVICE_ERRORS: &str = "thermacore_opcua_service_errors_total";
+    pub const OPCUA_BAD_NODES: &str = "thermacore_opcua_bad_nodes";
     pub const ROUTE_DROPPED_BATCHES: &str = "thermacore_route_dropped_batches_total";
     pub const CACHE_HITS: &str = "thermacore_cache_hits_total";
     pub const CACHE_MISSES: &str = "thermacore_cache_misses_total";
@@ -158,6 +166,38 @@ pub mod names {
         (
             MQTT_DISCOVERED_TAGS,
             "Tags created from MQTT topic templates and Sparkplug B births",
+        ),
+        (
+            OPCUA_SESSIONS,
+            "OPC UA sessions, by state (connected, connecting)",
+        ),
+        (
+            OPCUA_RECONNECTS,
+            "OPC UA sessions lost (each is re-established by the client with backoff), by outcome of the reconnect (reactivated, new_session)",
+        ),
+        (
+            OPCUA_MONITORED_ITEMS,
+            "OPC UA monitored items created on servers (subscribed tags)",
+        ),
+        (
+            OPCUA_POLLED_NODES,
+            "OPC UA nodes read by bulk polls instead (mode=poll, or the server would not monitor them)",
+        ),
+        (
+            OPCUA_DATA_CHANGES,
+            "OPC UA data change notifications received (one per value)",
+        ),
+        (
+            OPCUA_PUBLISH_LATENCY,
+            "Time from an OPC UA notification's publish time at the server to its receipt",
+        ),
+        (
+            OPCUA_SERVICE_ERRORS,
+            "OPC UA service calls or items that failed, by service and status code name",
+        ),
+        (
+            OPCUA_BAD_NODES,
+            "OPC UA nodes parked in the bad-node cache (retried after the grace period)",
         ),
         (
             ROUTE_DROPPED_BATCHES,

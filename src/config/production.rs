@@ -31,6 +31,15 @@ pub fn production_problems(config: &Config) -> Vec<String> {
     for tenant in &config.tenants {
         for device in &tenant.devices {
             let name = format!("{}/{}", tenant.name.get_ref(), device.name.get_ref());
+            if let crate::drivers::DriverConfig::Opcua(c) = &device.driver
+                && c.trust_unknown_server
+            {
+                problems.push(format!(
+                    "device `{name}` has trust_unknown_server = true, which accepts any OPC UA server certificate: set server_certificate (or move the server's certificate from {} to {}) and remove it",
+                    c.pki_dir.join("rejected").display(),
+                    c.pki_dir.join("trusted").display()
+                ));
+            }
             let security = &device.security;
             if security.require_tls && security.tls.is_none() {
                 problems.push(format!(
@@ -130,6 +139,18 @@ mod tests {
         // Without secrets, no key is needed.
         let mut c = config("[tenants.devices.security.credentials]\nusername = \"u\"");
         c.secret_key = None;
+        assert!(production_problems(&c).is_empty());
+    }
+
+    #[test]
+    fn opcua_trusting_any_server() {
+        let text = "[[tenants]]\nname = \"acme\"\n[[tenants.devices]]\nname = \"station\"\ndriver = { protocol = \"opcua\", endpoint = \"opc.tcp://127.0.0.1:4840/\", trust_unknown_server = true }";
+        let mut c = parse_str(text, "test.toml").expect("valid");
+        c.auth.jwt_secret = Some("x".repeat(32));
+        one(&c, "device `acme/station` has trust_unknown_server = true");
+        let text = text.replace("trust_unknown_server = true", "server_certificate = \"server.der\"");
+        let mut c = parse_str(&text, "test.toml").expect("valid");
+        c.auth.jwt_secret = Some("x".repeat(32));
         assert!(production_problems(&c).is_empty());
     }
 }

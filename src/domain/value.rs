@@ -136,6 +136,18 @@ pub enum QualityReason {
     BadResponse = 14,
     /// The device sent a value that does not fit the tag's data type.
     TypeMismatch = 15,
+    /// The server does not know the node (OPC UA BadNodeIdUnknown, BadNodeIdInvalid).
+    NodeUnknown = 16,
+    /// The server refuses access (OPC UA BadNotReadable, BadUserAccessDenied).
+    AccessDenied = 17,
+    /// The sensor behind the value failed (OPC UA Bad_SensorFailure).
+    SensorFailure = 18,
+    /// The source is out of service (OPC UA Bad_OutOfService, Bad_NotConnected).
+    OutOfService = 19,
+    /// The device says the value is the last usable one (OPC UA Uncertain_LastUsableValue).
+    LastUsable = 20,
+    /// The device's own status code, not one of the above (the driver logs the code).
+    DeviceStatus = 21,
 }
 
 impl QualityReason {
@@ -156,6 +168,12 @@ impl QualityReason {
             13 => QualityReason::GatewayError,
             14 => QualityReason::BadResponse,
             15 => QualityReason::TypeMismatch,
+            16 => QualityReason::NodeUnknown,
+            17 => QualityReason::AccessDenied,
+            18 => QualityReason::SensorFailure,
+            19 => QualityReason::OutOfService,
+            20 => QualityReason::LastUsable,
+            21 => QualityReason::DeviceStatus,
             _ => QualityReason::None,
         }
     }
@@ -178,6 +196,12 @@ impl QualityReason {
             QualityReason::GatewayError => "gateway_error",
             QualityReason::BadResponse => "bad_response",
             QualityReason::TypeMismatch => "type_mismatch",
+            QualityReason::NodeUnknown => "node_unknown",
+            QualityReason::AccessDenied => "access_denied",
+            QualityReason::SensorFailure => "sensor_failure",
+            QualityReason::OutOfService => "out_of_service",
+            QualityReason::LastUsable => "last_usable",
+            QualityReason::DeviceStatus => "device_status",
         }
     }
 }

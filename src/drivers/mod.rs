@@ -8,6 +8,7 @@
 
 pub mod modbus;
 pub mod mqtt;
+pub mod opcua;
 pub mod scaling;
 pub mod sim;
 
@@ -73,7 +74,32 @@ pub enum Error {
         value: String,
         reason: String,
     },
+    /// The protocol has no such service (browsing a Modbus device).
+    #[error("{0}")]
+    Unsupported(String),
 }
+
+/// A node of a device's address space, as a browse returns it (OPC UA).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrowsedNode {
+    /// The node in address form (`nsu=<uri>;s=…`), usable as a tag address.
+    pub node_id: String,
+    pub browse_name: String,
+    pub display_name: String,
+    /// Object, Variable, Method, ObjectType, VariableType, ReferenceType, DataType, View.
+    pub node_class: String,
+    /// The node's data type as the server names it (variables only).
+    pub data_type: Option<String>,
+    /// The ThermaCore data type that reads the node without loss, if any.
+    pub tag_type: Option<DataType>,
+    pub readable: bool,
+    pub writable: bool,
+    /// The node has children to browse.
+    pub has_children: bool,
+}
+
+/// What importing one node gave: a tag spec to create, or why not.
+pub type ImportedNode = Result<TagSpec, String>;
 
 /// One poll group of a read plan: tags read together at their own period.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,6 +251,21 @@ pub trait Driver: Send + 'static {
 
     /// Closes the link (device stopping or reconfigured).
     async fn disconnect(&mut self);
+
+    /// The children of `node` (`None`: the root of the device's address space).
+    async fn browse(&mut self, _node: Option<&str>) -> Result<Vec<BrowsedNode>, Error> {
+        Err(Error::Unsupported(
+            "this protocol has no address space to browse".into(),
+        ))
+    }
+
+    /// Tag specs for `nodes` (addresses as [`BrowsedNode::node_id`] gives them), read
+    /// from the device (name, data type, writability); one result per node, in order.
+    async fn import(&mut self, _nodes: &[String]) -> Result<Vec<ImportedNode>, Error> {
+        Err(Error::Unsupported(
+            "this protocol has no address space to import tags from".into(),
+        ))
+    }
 }
 
 /// The protocol part of a device's configuration, tagged by `protocol`.
@@ -238,6 +279,8 @@ pub enum DriverConfig {
     Modbus(modbus::ModbusConfig),
     /// MQTT (rumqttc): JSON, plain and Sparkplug B payloads.
     Mqtt(Box<mqtt::MqttConfig>),
+    /// OPC UA (async-opcua): subscriptions, bulk reads, secure sessions.
+    Opcua(Box<opcua::OpcuaConfig>),
 }
 
 impl DriverConfig {
@@ -247,6 +290,7 @@ impl DriverConfig {
             #[cfg(feature = "modbus")]
             DriverConfig::Modbus(_) => "modbus",
             DriverConfig::Mqtt(_) => "mqtt",
+            DriverConfig::Opcua(_) => "opcua",
         }
     }
 
@@ -257,6 +301,7 @@ impl DriverConfig {
             #[cfg(feature = "modbus")]
             DriverConfig::Modbus(c) => c.check(),
             DriverConfig::Mqtt(c) => c.check(),
+            DriverConfig::Opcua(c) => c.check(),
         }
     }
 
@@ -267,7 +312,7 @@ impl DriverConfig {
             DriverConfig::Sim(c) => c.generated_tag_specs(),
             #[cfg(feature = "modbus")]
             DriverConfig::Modbus(_) => Vec::new(),
-            DriverConfig::Mqtt(_) => Vec::new(),
+            DriverConfig::Mqtt(_) | DriverConfig::Opcua(_) => Vec::new(),
         }
     }
 
@@ -284,6 +329,7 @@ impl DriverConfig {
             #[cfg(feature = "modbus")]
             DriverConfig::Modbus(c) => c.check_tag(address, data_type, writable),
             DriverConfig::Mqtt(c) => c.check_tag(address, data_type, writable),
+            DriverConfig::Opcua(c) => c.check_tag(address, data_type, writable),
         }
     }
 
@@ -297,6 +343,9 @@ impl DriverConfig {
                 .ok()
                 .map(|a| a.to_string()),
             DriverConfig::Mqtt(_) => None,
+            DriverConfig::Opcua(_) => opcua::OpcuaAddress::parse(address)
+                .ok()
+                .map(|a| a.to_string()),
         }
     }
 }
@@ -313,5 +362,6 @@ pub fn build(config: &DriverConfig, security: OpenedSecurity) -> Box<dyn Driver>
         #[cfg(feature = "modbus")]
         DriverConfig::Modbus(c) => Box::new(modbus::ModbusDriver::new(c.clone(), security)),
         DriverConfig::Mqtt(c) => Box::new(mqtt::MqttDriver::new((**c).clone(), security)),
+        DriverConfig::Opcua(c) => Box::new(opcua::OpcuaDriver::new((**c).clone(), security)),
     }
 }

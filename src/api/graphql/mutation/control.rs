@@ -50,7 +50,9 @@ fn value_of(json: &serde_json::Value) -> Result<Value, String> {
 fn api_error(e: drivers::Error) -> ApiError {
     use drivers::Error as E;
     match e {
-        E::BadValue { .. } | E::NotWritable(_) => ApiError::BadRequest(e.to_string()),
+        E::BadValue { .. } | E::NotWritable(_) | E::Unsupported(_) => {
+            ApiError::BadRequest(e.to_string())
+        }
         E::Refused(_) | E::NotConfirmed { .. } => ApiError::Device(e.to_string()),
         E::Timeout(ms) => ApiError::Device(format!("the device did not answer within {ms} ms")),
         E::Disconnected(detail) => {

@@ -1,0 +1,20 @@
+//! OPC UA (async-opcua): one session per device with the configured security policy,
+//! mode and identity; tags monitored by subscriptions sized to the server's limits
+//! (or polled in bulk), writes converted to the node's data type, a bad-node cache,
+//! browsing and import.
+
+
+mod address;
+mod browse;
+mod config;
+mod conn;
+mod driver;
+mod items;
+mod poll;
+mod session;
+mod subscribe;
+mod value;
+
+pub use address::{Deadband, ItemOptions, Mode, Namespace, OpcuaAddress};
+pub use config::{Identity, OpcuaConfig, SecurityMode, SecurityPolicy};
+pub use driver::OpcuaDriver;
