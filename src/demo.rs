@@ -1,9 +1,11 @@
 //! `thermacore demo`: a small plant of simulated devices on SQLite, with users admin,
 //! operator and viewer, ready to explore in GraphiQL. With the `modbus` feature the
 //! plant includes a Modbus PLC ([`plc`]) served on a free loopback port; [`mqtt`] has
-//! its MQTT peers (a JSON gateway and a Sparkplug B edge node).
+//! its MQTT peers (a JSON gateway and a Sparkplug B edge node); [`opcua`] an OPC UA
+//! server with a pump station.
 
 pub mod mqtt;
+pub mod opcua;
 #[cfg(feature = "modbus")]
 pub mod plc;
 
@@ -114,10 +116,16 @@ eng_unit = "mm/s"
 "#;
 
 /// The demo's configuration: the plant above on a SQLite file in `data_dir`, with the
-/// Modbus PLC at `127.0.0.1:plc_port` when the `modbus` feature is on, and the MQTT
-/// gateway and edge node on the embedded broker at `127.0.0.1:mqtt_port`.
-pub fn demo_config(data_dir: &Path, plc_port: u16, mqtt_port: u16) -> Config {
+/// Modbus PLC at `127.0.0.1:plc_port` when the `modbus` feature is on, the MQTT
+/// gateway and edge node on the embedded broker at `127.0.0.1:mqtt_port`, and the OPC
+/// UA pump station at `opcua_endpoint` (its PKI under `data_dir`).
+pub fn demo_config(data_dir: &Path, plc_port: u16, mqtt_port: u16, opcua_endpoint: &str) -> Config {
     let mqtt = mqtt::MQTT_DEVICES.replace("{port}", &mqtt_port.to_string());
+    let opcua_devices = opcua::opcua_devices(
+        opcua_endpoint,
+        &opcua::server_certificate_path(data_dir),
+        &opcua::client_pki_dir(data_dir),
+    );
     #[cfg(feature = "modbus")]
     let plant = format!(
         "{DEMO_PLANT}{}{mqtt}",
@@ -128,6 +136,7 @@ pub fn demo_config(data_dir: &Path, plc_port: u16, mqtt_port: u16) -> Config {
         let _ = plc_port;
         format!("{DEMO_PLANT}{mqtt}")
     };
+    let plant = format!("{plant}{opcua_devices}");
     // The plant text is part of the binary and covered by a test; a failure here is a bug.
     let mut config = parse_str(&plant, "demo plant").expect("the built-in demo plant is valid");
     config.storage.url = format!("sqlite:{}", data_dir.join("thermacore-demo.db").display());
@@ -180,7 +189,12 @@ pub fn random_password() -> String {
 mod tests {
     #[test]
     fn the_demo_plant_is_valid() {
-        let c = super::demo_config(std::path::Path::new("/tmp"), 5020, 18830);
+        let c = super::demo_config(
+            std::path::Path::new("/tmp"),
+            5020,
+            18830,
+            "opc.tcp://127.0.0.1:4840/",
+        );
         assert_eq!(c.tenants.len(), 1);
         #[cfg(feature = "modbus")]
         assert!(

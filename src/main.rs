@@ -286,7 +286,11 @@ async fn run_demo(listen: std::net::SocketAddr, data_dir: &Path) -> anyhow::Resu
     let _publishers = demo::mqtt::start_publishers("127.0.0.1", mqtt_port)
         .await
         .context("starting the demo's MQTT publishers")?;
-    let mut config = demo::demo_config(data_dir, plc_port, mqtt_port);
+    let station = demo::opcua::start(data_dir)
+        .await
+        .context("starting the demo's OPC UA server on a loopback port")?;
+    let opcua_endpoint = station.server.endpoint_url();
+    let mut config = demo::demo_config(data_dir, plc_port, mqtt_port, &opcua_endpoint);
     config.server.listen = listen;
     config.auth.jwt_secret = Some(
         std::env::var("THERMACORE_JWT_SECRET")
@@ -310,6 +314,10 @@ async fn run_demo(listen: std::net::SocketAddr, data_dir: &Path) -> anyhow::Resu
     println!(
         "  MQTT:       127.0.0.1:{mqtt_port} (embedded broker; devices boiler-gateway, pump1-edge)"
     );
+    println!(
+        "  OPC UA:     {opcua_endpoint} (pump station, Basic256Sha256 SignAndEncrypt; certificate {})",
+        station.server.certificate_path().display()
+    );
     for (tenant, user, password) in &users {
         let shown = if fixed.is_some() {
             "(THERMACORE_DEMO_PASSWORD)"
@@ -320,6 +328,7 @@ async fn run_demo(listen: std::net::SocketAddr, data_dir: &Path) -> anyhow::Resu
     }
     println!();
     app::run(config, listener, shutdown_signal()).await?;
+    station.stop().await;
     Ok(())
 }
 

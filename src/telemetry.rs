@@ -169,7 +169,7 @@ pub mod names {
         ),
         (
             OPCUA_SESSIONS,
-            "OPC UA sessions, by state (connected, connecting)",
+            "OPC UA sessions, by tenant and state (connected, connecting)",
         ),
         (
             OPCUA_RECONNECTS,
@@ -177,11 +177,11 @@ pub mod names {
         ),
         (
             OPCUA_MONITORED_ITEMS,
-            "OPC UA monitored items created on servers (subscribed tags)",
+            "OPC UA monitored items created on servers (subscribed tags), by tenant",
         ),
         (
             OPCUA_POLLED_NODES,
-            "OPC UA nodes read by bulk polls instead (mode=poll, or the server would not monitor them)",
+            "OPC UA nodes read by bulk polls instead (mode=poll, or the server would not monitor them), by tenant",
         ),
         (
             OPCUA_DATA_CHANGES,
@@ -197,7 +197,7 @@ pub mod names {
         ),
         (
             OPCUA_BAD_NODES,
-            "OPC UA nodes parked in the bad-node cache (retried after the grace period)",
+            "OPC UA nodes parked in the bad-node cache (retried after the grace period), by tenant",
         ),
         (
             ROUTE_DROPPED_BATCHES,

@@ -1,6 +1,7 @@
 //! Tags created at run time: a device announced them (an MQTT topic template matched,
-//! a Sparkplug B birth declared a metric). They are stored like configured tags, within
-//! the tenant's `max_tags` quota, so that they keep their ids across restarts.
+//! a Sparkplug B birth declared a metric) or an administrator imported them from the
+//! device's address space (OPC UA). They are stored like configured tags, within the
+//! tenant's `max_tags` quota, so that they keep their ids across restarts.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use super::shared::TenantShared;
 pub enum CatalogError {
     #[error("store: {0}")]
     Store(#[from] storage::Error),
-    #[error("QUOTA_EXCEEDED: max_tags is {max}; {refused} announced tag(s) not created")]
+    #[error("QUOTA_EXCEEDED: max_tags is {max}; {refused} tag(s) not created")]
     Quota { max: u32, refused: usize },
 }
 
@@ -59,5 +60,15 @@ impl TagCatalog {
             refused,
         });
         (created, error)
+    }
+
+    /// The tags stored on `device`: configured ones and those created at run time
+    /// (also by an earlier life of its actor).
+    pub async fn tags_of(
+        &self,
+        tenant: &TenantShared,
+        device: DeviceId,
+    ) -> Result<Vec<Tag>, CatalogError> {
+        Ok(self.store.tags(tenant.tenant.id, Some(device)).await?)
     }
 }

@@ -1,6 +1,7 @@
 //! The device actor: one per device. Owns the driver, the read plan, the poll schedule
 //! and reconnect backoff, turns readings into `SampleBatch`es and fans them out to the
-//! cache, alert stream, live hub and historian. Commands (writes) pass through it.
+//! cache, alert stream, live hub and historian. Commands (writes), browsing and
+//! importing tags from the device's address space pass through it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ mod link;
 mod requests;
 
 use deadband::Deadbands;
+pub use requests::{ImportOutcome, NodeError};
 
 use super::cache::{CacheMsg, TagRegistration};
 use super::catalog::TagCatalog;
@@ -24,7 +26,7 @@ use crate::config::CacheConfig;
 use crate::domain::{
     DeviceId, QualityReason, Sample, SampleBatch, Tag, TagId, TagSpec, Timestamp, Value,
 };
-use crate::drivers::{self, Driver, DriverSink, LinkEvent, WriteReport};
+use crate::drivers::{self, BrowsedNode, Driver, DriverSink, LinkEvent, WriteReport};
 use crate::secrets::SecretKey;
 use crate::telemetry::names;
 
@@ -51,6 +53,17 @@ pub enum DeviceMsg {
         value: Value,
         reply: RpcReplyPort<Result<WriteReport, drivers::Error>>,
     },
+    /// List the children of a node of the device's address space (`None`: its root).
+    Browse {
+        node: Option<String>,
+        reply: RpcReplyPort<Result<Vec<BrowsedNode>, drivers::Error>>,
+    },
+    /// Create tags for nodes of the device's address space (nodes imported before
+    /// give their existing tags).
+    Import {
+        nodes: Vec<String>,
+        reply: RpcReplyPort<Result<ImportOutcome, drivers::Error>>,
+    },
 }
 
 pub struct DeviceArgs {
@@ -63,7 +76,8 @@ pub struct DeviceArgs {
     /// Staleness of the cache: tags of slower poll groups are registered with theirs,
     /// and a deadband still reports a steady value before it would turn stale.
     pub cache: CacheConfig,
-    /// Creates the tags the device announces; None: announcements are ignored.
+    /// Creates the tags the device announces or an import asks for; None: announcements
+    /// are ignored and imports refused.
     pub catalog: Option<Arc<TagCatalog>>,
 }
 
@@ -91,7 +105,7 @@ pub struct DeviceState {
     reconnect_backoff: Duration,
     /// Tags with a deadband.
     deadband: Deadbands,
-    /// Tags created at run time from the device's announcements.
+    /// Tags created at run time (announced by the device, imported from it).
     announced: Vec<Tag>,
     /// The driver's values come by exception: tags never turn stale.
     by_exception: bool,
@@ -105,8 +119,17 @@ impl DeviceState {
     }
 
     fn initial_backoff(&self) -> Duration {
-        Duration::from_millis(self.world.device.spec.poll_ms)
-            .clamp(Duration::from_millis(100), MAX_RECONNECT_BACKOFF)
+        match self.driver.reconnect_backoff_ms() {
+            Some((min, _)) => Duration::from_millis(min),
+            None => Duration::from_millis(self.world.device.spec.poll_ms)
+                .clamp(Duration::from_millis(100), MAX_RECONNECT_BACKOFF),
+        }
+    }
+
+    fn max_backoff(&self) -> Duration {
+        self.driver
+            .reconnect_backoff_ms()
+            .map_or(MAX_RECONNECT_BACKOFF, |(_, max)| Duration::from_millis(max))
     }
 
     /// Fans a batch out along the data path.
@@ -220,7 +243,7 @@ impl DeviceActor {
                 st.set_state(LinkState::Offline, Some(e.to_string()));
                 st.mark_bad(QualityReason::CommLost);
                 let wait = st.reconnect_backoff;
-                st.reconnect_backoff = (wait * 2).min(MAX_RECONNECT_BACKOFF);
+                st.reconnect_backoff = (wait * 2).min(st.max_backoff());
                 me.send_after(wait, || DeviceMsg::Connect);
             }
         }
@@ -445,6 +468,14 @@ impl Actor for DeviceActor {
             DeviceMsg::Link(event) => Self::link(st, event),
             DeviceMsg::Write { tag, value, reply } => {
                 let result = Box::pin(Self::write(st, tag, value)).await;
+                let _ = reply.send(result);
+            }
+            DeviceMsg::Browse { node, reply } => {
+                let result = Box::pin(Self::browse(st, node)).await;
+                let _ = reply.send(result);
+            }
+            DeviceMsg::Import { nodes, reply } => {
+                let result = Box::pin(Self::import(st, nodes)).await;
                 let _ = reply.send(result);
             }
         }

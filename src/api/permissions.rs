@@ -154,6 +154,7 @@ pub const FIELDS: &[FieldRule] = &[
     rule("Query.users", Requires(ManageUsers), "user"),
     rule("Query.auditLog", Requires(ReadAudit), "audit_log"),
     rule("Query.tenants", Requires(ManageTenants), "tenant"),
+    rule("Query.browseOpcUa", Requires(Configure), "device"),
     rule("Mutation.login", Public, "session"),
     rule("Mutation.refresh", Public, "session"),
     rule("Mutation.logout", Public, "session"),
@@ -175,6 +176,7 @@ pub const FIELDS: &[FieldRule] = &[
     ),
     rule("Mutation.deleteTenant", Requires(ManageTenants), "tenant"),
     rule("Mutation.writeTag", Requires(Control), "tag"),
+    rule("Mutation.importOpcUaTags", Requires(Configure), "device"),
     rule("Subscription.tagValues", Requires(Read), "tag"),
     rule("Subscription.deviceStatus", Requires(Read), "device"),
 ];

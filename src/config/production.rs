@@ -148,7 +148,10 @@ mod tests {
         let mut c = parse_str(text, "test.toml").expect("valid");
         c.auth.jwt_secret = Some("x".repeat(32));
         one(&c, "device `acme/station` has trust_unknown_server = true");
-        let text = text.replace("trust_unknown_server = true", "server_certificate = \"server.der\"");
+        let text = text.replace(
+            "trust_unknown_server = true",
+            "server_certificate = \"server.der\"",
+        );
         let mut c = parse_str(&text, "test.toml").expect("valid");
         c.auth.jwt_secret = Some("x".repeat(32));
         assert!(production_problems(&c).is_empty());

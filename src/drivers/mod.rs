@@ -230,6 +230,12 @@ pub trait Driver: Send + 'static {
         false
     }
 
+    /// The wait between failed connects, from the driver's own settings (min, max in
+    /// ms, doubled per failure); `None`: the device actor's default.
+    fn reconnect_backoff_ms(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// Maps tags created at run time (announced through [`DriverSink::discovered`]).
     fn add_tags(&mut self, _tags: &[Tag]) -> Result<(), Error> {
         Ok(())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Site, WAIT, device_at, error_code, quality, start, tag, value};
+use super::{PublishUntil, Site, WAIT, device_at, error_code, quality, start, tag, value};
 use crate::common::mqtt::{ChildBroker, Peer};
 use crate::common::server::eventually;
 

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use super::{Site, WAIT, device, quality, start, tag, value};
+use super::{PublishUntil, Site, WAIT, device, quality, start, tag, value};
 use crate::common::mqtt::{self as broker, Peer};
 use crate::common::server::eventually;
 

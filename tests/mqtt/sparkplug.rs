@@ -10,7 +10,7 @@ use serde_json::json;
 use thermacore::drivers::mqtt::sparkplug::proto::{DataType, Metric, MetricValue, Payload};
 use thermacore::drivers::mqtt::sparkplug::{self, REBIRTH};
 
-use super::{WAIT, device, error_code, quality, start, tag, value};
+use super::{PublishUntil, WAIT, device, error_code, quality, start, tag, value};
 use crate::common::mqtt::{self as broker, Peer};
 use crate::common::server::eventually;
 

@@ -359,6 +359,7 @@ async fn ids_of_another_tenant_are_not_found() {
         ("Query.latest", ("tagIds", "tags")),
         ("Query.history", ("tagIds", "tags")),
         ("Query.tenantUsage", ("tenantId", "tenant")),
+        ("Query.browseOpcUa", ("deviceId", "device")),
         ("Mutation.updateUser", ("id", "user")),
         ("Mutation.resetPassword", ("id", "user")),
         ("Mutation.deleteUser", ("id", "user")),
@@ -366,6 +367,7 @@ async fn ids_of_another_tenant_are_not_found() {
         ("Mutation.setTenantQuotas", ("id", "tenant")),
         ("Mutation.deleteTenant", ("id", "tenant")),
         ("Mutation.writeTag", ("tagId", "tag")),
+        ("Mutation.importOpcUaTags", ("deviceId", "device")),
         ("Subscription.tagValues", ("tagIds", "tags")),
         ("Subscription.deviceStatus", ("deviceId", "device")),
     ]);

@@ -1,7 +1,9 @@
 //! The GraphQL schema: queries, mutations and subscriptions, with the request context
 //! every resolver reads (store, runtime, the caller's session, the request id).
 
+mod devices;
 mod mutation;
+mod opcua;
 mod query;
 mod subscription;
 mod types;

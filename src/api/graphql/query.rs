@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::types::{
     ActorInfo, AuditFilterInput, AuditPage, Bucket, CacheInfo, Device, HistorianInfo, Me,
-    SystemInfo, Tag, TagHistory, TagValue, TenantInfo, TenantUsage, Unit, UserInfo,
+    OpcUaNode, SystemInfo, Tag, TagHistory, TagValue, TenantInfo, TenantUsage, Unit, UserInfo,
 };
 use super::{ApiError, api, fail, own_tags, session, tenant};
 use crate::actors::cache::Lookup;
@@ -95,6 +95,19 @@ impl QueryRoot {
             .await
             .map_err(|e| fail(ctx, e))?;
         Ok(tags.into_iter().map(Tag::from).collect())
+    }
+
+    /// The children of a node of an OPC UA device's address space (`nodeId` omitted: the
+    /// Objects folder), read from the device now, for choosing nodes to import with
+    /// `importOpcUaTags`. A device of another protocol is BAD_USER_INPUT; a device that
+    /// is not connected is DEVICE_ERROR.
+    async fn browse_opc_ua(
+        &self,
+        ctx: &Context<'_>,
+        device_id: ID,
+        node_id: Option<String>,
+    ) -> async_graphql::Result<Vec<OpcUaNode>> {
+        super::opcua::browse(ctx, &device_id, node_id).await
     }
 
     /// Latest values of the given tags, in the order asked, from the in-memory cache.

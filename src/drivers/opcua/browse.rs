@@ -180,10 +180,7 @@ impl Ctx {
         let access = self
             .read_attribute(&nodes, AttributeId::UserAccessLevel)
             .await?;
-        let mut at = 0;
-        for slot in results.iter_mut().filter(|r| r.is_none()) {
-            let i = at;
-            at += 1;
+        for (i, slot) in results.iter_mut().filter(|r| r.is_none()).enumerate() {
             let node = &nodes[i];
             let status = names[i].status.unwrap_or(StatusCode::Good);
             let spec = if !status.is_good() {

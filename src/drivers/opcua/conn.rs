@@ -53,6 +53,26 @@ pub fn count_error(service: &'static str, code: StatusCode) {
         .increment(1);
 }
 
+/// Bad-node statuses seen in notifications (on the client library's task), handed to
+/// the session task, which parks the nodes.
+#[derive(Clone, Default)]
+pub struct Reports {
+    pub queue: Arc<Mutex<Vec<(u32, StatusCode)>>>,
+    pub wake: Arc<Notify>,
+}
+
+impl Reports {
+    pub fn report(&self, handle: u32, code: StatusCode) {
+        lock(&self.queue).push((handle, code));
+        self.wake.notify_one();
+    }
+}
+
+/// A per-tenant gauge of the OPC UA devices.
+pub fn ctx_gauge(sink: &DriverSink, name: &'static str) -> metrics::Gauge {
+    metrics::gauge!(name, "tenant" => sink.tenant.to_string())
+}
+
 /// The state of one connected session, shared by the driver and its tasks.
 pub struct Ctx {
     pub config: Arc<OpcuaConfig>,
@@ -73,8 +93,10 @@ pub struct Ctx {
     pub monitored: Mutex<HashSet<u32>>,
     /// The scalar type of written nodes, read once per node.
     pub node_types: Mutex<HashMap<u32, VariantScalarTypeId>>,
-    /// Wakes the bad-node retry when a node is parked.
-    pub parked: Notify,
+    /// Nodes a notification reported as bad nodes, for the session task to park.
+    pub reports: Reports,
+    /// Monitored nodes parked: their monitored items are deleted by the session task.
+    unmonitor: Mutex<Vec<u32>>,
     /// `connected` or `connecting`, as counted in the sessions gauge.
     gauge_state: Mutex<Option<&'static str>>,
 }
@@ -109,7 +131,8 @@ impl Ctx {
             poll_changed: Notify::new(),
             monitored: Mutex::new(HashSet::new()),
             node_types: Mutex::new(HashMap::new()),
-            parked: Notify::new(),
+            reports: Reports::default(),
+            unmonitor: Mutex::new(Vec::new()),
             gauge_state: Mutex::new(None),
         }
     }
@@ -125,10 +148,10 @@ impl Ctx {
             return;
         }
         if let Some(old) = cur.take() {
-            metrics::gauge!(names::OPCUA_SESSIONS, "state" => old).decrement(1.0);
+            metrics::gauge!(names::OPCUA_SESSIONS, "tenant" => self.sink.tenant.to_string(), "state" => old).decrement(1.0);
         }
         if let Some(new) = state {
-            metrics::gauge!(names::OPCUA_SESSIONS, "state" => new).increment(1.0);
+            metrics::gauge!(names::OPCUA_SESSIONS, "tenant" => self.sink.tenant.to_string(), "state" => new).increment(1.0);
         }
         *cur = state;
     }
@@ -136,30 +159,35 @@ impl Ctx {
     /// Reads the namespace array and the operation limits, and resolves every item's
     /// node. Returns whether the namespaces changed since the last read.
     pub async fn read_server(&self) -> Result<bool, Error> {
+        // Two at a time: the server's MaxNodesPerRead is among them.
         let ids = [
             VariableId::Server_NamespaceArray,
-            VariableId::Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
             VariableId::Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
+            VariableId::Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
             VariableId::Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite,
             VariableId::Server_ServerCapabilities_OperationLimits_MaxNodesPerBrowse,
             VariableId::Server_ServerCapabilities_MaxMonitoredItemsPerSubscription,
         ];
-        let reads: Vec<ReadValueId> = ids
-            .iter()
-            .map(|v| ReadValueId {
-                node_id: NodeId::from(*v),
-                attribute_id: AttributeId::Value as u32,
-                ..Default::default()
-            })
-            .collect();
-        let values = self
-            .session
-            .read(&reads, TimestampsToReturn::Neither, 0.0)
-            .await
-            .map_err(|e| {
-                count_error("read", e.status());
-                Error::Protocol(format!("reading the server's namespaces and limits: {e}"))
-            })?;
+        let mut values = Vec::with_capacity(ids.len());
+        for pair in ids.chunks(2) {
+            let reads: Vec<ReadValueId> = pair
+                .iter()
+                .map(|v| ReadValueId {
+                    node_id: NodeId::from(*v),
+                    attribute_id: AttributeId::Value as u32,
+                    ..Default::default()
+                })
+                .collect();
+            let got = self
+                .session
+                .read(&reads, TimestampsToReturn::Neither, 0.0)
+                .await
+                .map_err(|e| {
+                    count_error("read", e.status());
+                    Error::Protocol(format!("reading the server's namespaces and limits: {e}"))
+                })?;
+            values.extend(got);
+        }
         let namespaces: Vec<String> = match values.first().and_then(|v| v.value.as_ref()) {
             Some(Variant::Array(a)) => a
                 .values
@@ -184,8 +212,8 @@ impl Ctx {
         {
             let mut l = lock(&self.limits);
             let c = &self.config;
-            l.per_call = limit(1).map_or(c.max_items_per_call, |n| n.min(c.max_items_per_call));
-            l.per_read = limit(2).map_or(c.max_nodes_per_read, |n| n.min(c.max_nodes_per_read));
+            l.per_read = limit(1).map_or(c.max_nodes_per_read, |n| n.min(c.max_nodes_per_read));
+            l.per_call = limit(2).map_or(c.max_items_per_call, |n| n.min(c.max_items_per_call));
             l.per_write = limit(3).map_or(c.max_nodes_per_read, |n| n.min(c.max_nodes_per_read));
             l.per_browse = limit(4).map_or(c.max_nodes_per_read, |n| n.min(c.max_nodes_per_read));
             let ours = (c.max_items_per_subscription > 0).then_some(c.max_items_per_subscription);
@@ -220,15 +248,16 @@ impl Ctx {
         Ok(changed)
     }
 
-    /// Parks `handles` in the bad-node cache with `code`, marks their tags Bad, and
-    /// logs each once.
+    /// Parks `failed` nodes in the bad-node cache, logs each once, and reports their
+    /// tags Bad with the code's reason (a Bad sample: such a node often never had a
+    /// value, and a status without a value is what the server gave).
     pub fn park(&self, failed: &[(u32, StatusCode)]) {
         if failed.is_empty() {
             return;
         }
         let now = Instant::now();
-        let mut tags = Vec::with_capacity(failed.len());
-        let mut by_reason: HashMap<QualityReason, Vec<crate::domain::TagId>> = HashMap::new();
+        let at = crate::domain::Timestamp::now();
+        let mut out = Vec::with_capacity(failed.len());
         {
             let items = self.items.read();
             let mut bad = lock(&self.bad);
@@ -246,18 +275,63 @@ impl Ctx {
                         "node refused; skipped for the grace period, then tried again (logged once)"
                     );
                 }
-                by_reason
-                    .entry(super::value::quality(*code).reason())
-                    .or_default()
-                    .push(item.tag.id);
-                tags.push(item.tag.id);
+                let reason = super::value::quality(*code).reason();
+                out.push(super::value::bad(&item.tag, reason, at));
             }
-            metrics::gauge!(names::OPCUA_BAD_NODES).increment(failed.len() as f64);
         }
-        for (reason, tags) in by_reason {
-            (self.sink.lost)(tags, reason);
+        ctx_gauge(&self.sink, names::OPCUA_BAD_NODES).increment(out.len() as f64);
+        (self.sink.samples)(out);
+        {
+            let monitored = lock(&self.monitored);
+            lock(&self.unmonitor).extend(
+                failed
+                    .iter()
+                    .map(|(h, _)| *h)
+                    .filter(|h| monitored.contains(h)),
+            );
         }
-        self.parked.notify_one();
+        self.reports.wake.notify_one();
+    }
+
+    /// Deletes the monitored items of `handles` (nodes parked while monitored).
+    async fn unmonitor(&self, handles: Vec<u32>) {
+        if handles.is_empty() {
+            return;
+        }
+        let wanted: HashSet<u32> = handles.into_iter().collect();
+        let by_sub: Vec<(u32, Vec<u32>)> = {
+            let state = self.session.subscription_state().lock();
+            state
+                .subscription_ids()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|id| {
+                    let ids: Vec<u32> = state
+                        .get(id)?
+                        .monitored_items()
+                        .filter(|m| wanted.contains(&m.client_handle()))
+                        .map(|m| m.id())
+                        .collect();
+                    (!ids.is_empty()).then_some((id, ids))
+                })
+                .collect()
+        };
+        let mut subs = self.subs.lock().await;
+        for (sub, ids) in by_sub {
+            if let Err(e) = self.session.delete_monitored_items(sub, &ids).await {
+                count_error("delete_monitored_items", e.status());
+                continue;
+            }
+            if let Some(s) = subs.iter_mut().find(|s| s.id == sub) {
+                s.items = s.items.saturating_sub(ids.len());
+                s.full = false;
+            }
+        }
+        let mut monitored = lock(&self.monitored);
+        let before = monitored.len();
+        monitored.retain(|h| !wanted.contains(h));
+        ctx_gauge(&self.sink, names::OPCUA_MONITORED_ITEMS)
+            .decrement((before - monitored.len()) as f64);
     }
 
     /// Adds `handles` to the polled set (by their sampling interval).
@@ -278,7 +352,7 @@ impl Ctx {
                 added += 1;
             }
         }
-        metrics::gauge!(names::OPCUA_POLLED_NODES).increment(f64::from(added));
+        ctx_gauge(&self.sink, names::OPCUA_POLLED_NODES).increment(f64::from(added));
         drop((polls, polled));
         self.poll_changed.notify_one();
     }
@@ -300,7 +374,17 @@ impl Ctx {
                     self.retry_bad_nodes().await;
                     continue;
                 }
-                () = self.parked.notified() => continue,
+                () = self.reports.wake.notified() => {
+                    let reported = std::mem::take(&mut *lock(&self.reports.queue));
+                    let fresh: Vec<(u32, StatusCode)> = {
+                        let bad = lock(&self.bad);
+                        reported.into_iter().filter(|(h, _)| !bad.is_parked(*h)).collect()
+                    };
+                    self.park(&fresh);
+                    let gone = std::mem::take(&mut *lock(&self.unmonitor));
+                    self.unmonitor(gone).await;
+                    continue;
+                }
             };
             let Some(event) = event else { return };
             match event {
@@ -319,6 +403,10 @@ impl Ctx {
                     });
                 }
                 SessionEvent::Reconnected { new_session } => {
+                    // async-opcua's publish loop of a new connection waits for a
+                    // trigger that the transfer or re-creation sent before the loop
+                    // existed: without this it never publishes again.
+                    self.session.trigger_publish_now();
                     let outcome = if new_session {
                         "new_session"
                     } else {
@@ -330,6 +418,9 @@ impl Ctx {
                         tracing::warn!(device = %self.sink.device, error = %e, "subscriptions not restored");
                     }
                     self.online.store(true, Ordering::Release);
+                    if new_session {
+                        self.refresh().await;
+                    }
                     self.gauge(Some("connected"));
                     (self.sink.link)(LinkEvent::Connected);
                 }
@@ -386,7 +477,7 @@ impl Ctx {
             let _ = self.session.delete_subscriptions(&ids).await;
         }
         let old = std::mem::take(&mut *lock(&self.monitored));
-        metrics::gauge!(names::OPCUA_MONITORED_ITEMS).decrement(old.len() as f64);
+        ctx_gauge(&self.sink, names::OPCUA_MONITORED_ITEMS).decrement(old.len() as f64);
         let polled = lock(&self.polled).clone();
         let handles: Vec<u32> = (0..self.items.read().len())
             .map(handle)
@@ -402,14 +493,22 @@ impl Ctx {
         if due.is_empty() {
             return;
         }
-        metrics::gauge!(names::OPCUA_BAD_NODES).decrement(due.len() as f64);
+        ctx_gauge(&self.sink, names::OPCUA_BAD_NODES).decrement(due.len() as f64);
         tracing::debug!(device = %self.sink.device, nodes = due.len(), "retrying parked nodes");
         let polled = lock(&self.polled).clone();
         let subscribe: Vec<u32> = due.into_iter().filter(|h| !polled.contains(h)).collect();
-        if !subscribe.is_empty()
-            && let Err(e) = self.subscribe(subscribe).await
-        {
-            tracing::debug!(device = %self.sink.device, error = %e, "retry of parked nodes failed");
+        if subscribe.is_empty() {
+            return;
         }
+        if let Err(e) = self.subscribe(subscribe.clone()).await {
+            tracing::debug!(device = %self.sink.device, error = %e, "retry of parked nodes failed");
+            return;
+        }
+        // Their current values now, whether or not the server sends initial values.
+        let monitored: Vec<u32> = {
+            let m = lock(&self.monitored);
+            subscribe.into_iter().filter(|h| m.contains(h)).collect()
+        };
+        self.poll_once(&monitored).await;
     }
 }

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::address::OpcuaAddress;
 use super::config::OpcuaConfig;
-use super::conn::{Ctx, count_error, lock};
+use super::conn::{Ctx, count_error, ctx_gauge, lock};
 use super::items::{Item, Items, handle};
 use super::session::{self, SessionEvent};
 use super::value;
@@ -144,10 +144,23 @@ impl OpcuaDriver {
         ));
         ctx.online.store(true, Ordering::Release);
         if let Err(e) = ctx.read_server().await {
-            driving.abort();
+            close(&ctx, &[driving]).await;
             return Err(e);
         }
         Ok((ctx, vec![driving], ev_rx))
+    }
+}
+
+/// Closes the session (so that the server frees it at once, not at its timeout),
+/// then stops the tasks that serve it, the event loop last.
+async fn close(ctx: &Ctx, tasks: &[JoinHandle<()>]) {
+    ctx.online.store(false, Ordering::Release);
+    for t in tasks.iter().skip(1) {
+        t.abort();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), ctx.session.disconnect()).await;
+    for t in tasks.iter().take(1) {
+        t.abort();
     }
 }
 
@@ -167,6 +180,10 @@ impl Driver for OpcuaDriver {
 
     fn manages_link(&self) -> bool {
         true
+    }
+
+    fn reconnect_backoff_ms(&self) -> Option<(u64, u64)> {
+        Some((self.config.reconnect_min_ms, self.config.reconnect_max_ms))
     }
 
     fn add_tags(&mut self, tags: &[Tag]) -> Result<(), Error> {
@@ -205,10 +222,7 @@ impl Driver for OpcuaDriver {
             // async-opcua re-creates monitored items after a server restart in calls
             // of the size it was built with: build it again with the server's limit.
             tracing::info!(device = %sink.device, per_call = learned, "rebuilding the OPC UA client for the server's MaxMonitoredItemsPerCall");
-            let _ = ctx.session.disconnect().await;
-            for t in &tasks {
-                t.abort();
-            }
+            close(&ctx, &tasks).await;
             self.client = None;
             self.client_chunk = learned;
             (ctx, tasks, events) = self.open(&sink).await?;
@@ -221,12 +235,10 @@ impl Driver for OpcuaDriver {
         };
         ctx.poll(&poll);
         if let Err(e) = ctx.subscribe(subscribe).await {
-            let _ = ctx.session.disconnect().await;
-            for t in &tasks {
-                t.abort();
-            }
+            close(&ctx, &tasks).await;
             return Err(e);
         }
+        ctx.refresh().await;
         tasks.push(tokio::spawn(ctx.clone().follow(events)));
         tasks.push(tokio::spawn(ctx.clone().poller()));
         ctx.gauge(Some("connected"));
@@ -336,16 +348,13 @@ impl Driver for OpcuaDriver {
 
     async fn disconnect(&mut self) {
         let Some(conn) = self.conn.take() else { return };
-        for t in &conn.tasks {
-            t.abort();
-        }
         let ctx = conn.ctx;
-        ctx.online.store(false, Ordering::Release);
-        let _ = tokio::time::timeout(Duration::from_secs(2), ctx.session.disconnect()).await;
+        close(&ctx, &conn.tasks).await;
         ctx.gauge(None);
-        metrics::gauge!(names::OPCUA_MONITORED_ITEMS).decrement(lock(&ctx.monitored).len() as f64);
-        metrics::gauge!(names::OPCUA_POLLED_NODES).decrement(lock(&ctx.polled).len() as f64);
-        metrics::gauge!(names::OPCUA_BAD_NODES).decrement(lock(&ctx.bad).len() as f64);
+        ctx_gauge(&ctx.sink, names::OPCUA_MONITORED_ITEMS)
+            .decrement(lock(&ctx.monitored).len() as f64);
+        ctx_gauge(&ctx.sink, names::OPCUA_POLLED_NODES).decrement(lock(&ctx.polled).len() as f64);
+        ctx_gauge(&ctx.sink, names::OPCUA_BAD_NODES).decrement(lock(&ctx.bad).len() as f64);
     }
 
     async fn browse(&mut self, node: Option<&str>) -> Result<Vec<BrowsedNode>, Error> {

@@ -45,10 +45,12 @@ impl Item {
         }
     }
 
-    /// The monitored item's filter: a deadband, else the default (value or status).
+    /// The monitored item's filter: a change of value or status, beyond the deadband.
+    /// Always explicit: some servers (async-opcua's among them) report only value
+    /// changes without one, and a status change alone is news.
     pub fn filter(&self) -> ExtensionObject {
         let (kind, value) = match self.deadband {
-            None => return ExtensionObject::null(),
+            None => (DeadbandType::None, 0.0),
             Some(Deadband::Absolute(v)) => (DeadbandType::Absolute, v),
             Some(Deadband::Percent(v)) => (DeadbandType::Percent, v),
         };

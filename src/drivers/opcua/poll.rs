@@ -157,6 +157,16 @@ impl Ctx {
         }
     }
 
+    /// Reads every monitored node once and delivers the values: at connect and after
+    /// a new session, so that the cache holds the current values (with their source
+    /// timestamps) whether or not the server sends initial values promptly.
+    pub async fn refresh(&self) {
+        let handles: Vec<u32> = lock(&self.monitored).iter().copied().collect();
+        for chunk in handles.chunks(10_000) {
+            self.poll_once(chunk).await;
+        }
+    }
+
     /// Polls every polled node at its interval until the session ends.
     pub async fn poller(self: Arc<Self>) {
         let mut next: HashMap<u64, Instant> = HashMap::new();

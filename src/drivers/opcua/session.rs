@@ -3,7 +3,6 @@
 //! with a clear error, and the event loop that keeps the session up afterwards
 //! (async-opcua reconnects with backoff and transfers or re-creates subscriptions).
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +11,6 @@ use opcua::client::transport::TcpConnector;
 use opcua::client::{
     Client, ClientBuilder, IdentityToken, Session, SessionConnectMode, SessionPollResult,
 };
-use opcua::crypto::CertificateStore;
 use opcua::types::{EndpointDescription, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
@@ -59,7 +57,8 @@ pub fn build_client(
         })?;
     }
     if let Some(server_cert) = &config.server_certificate {
-        trust(&config.pki_dir, server_cert)?;
+        super::server::trust_certificate(&config.pki_dir, server_cert)
+            .map_err(|e| Error::Config(format!("server_certificate: {e}")))?;
     }
     let mut b = ClientBuilder::new()
         .application_name("ThermaCore")
@@ -86,28 +85,6 @@ pub fn build_client(
     }
     b.client()
         .map_err(|errors| Error::Config(format!("OPC UA client settings: {}", errors.join("; "))))
-}
-
-/// Puts the server certificate at `path` (DER or PEM) into the trusted folder under
-/// the name the certificate store looks for.
-fn trust(pki: &Path, path: &Path) -> Result<(), Error> {
-    let cert = CertificateStore::read_cert(path).map_err(|e| {
-        Error::Config(format!(
-            "server_certificate: cannot read {}: {e}",
-            path.display()
-        ))
-    })?;
-    let target: PathBuf = pki
-        .join("trusted")
-        .join(CertificateStore::cert_file_name(&cert));
-    let der = cert
-        .to_der()
-        .map_err(|e| Error::Config(format!("server_certificate {}: {e}", path.display())))?;
-    if std::fs::read(&target).ok().as_deref() != Some(&der[..]) {
-        std::fs::write(&target, der)
-            .map_err(|e| Error::Config(format!("cannot write {}: {e}", target.display())))?;
-    }
-    Ok(())
 }
 
 /// The identity token of the session.

@@ -13,7 +13,7 @@ use opcua::types::{
     SubStatusCode, TimestampsToReturn,
 };
 
-use super::conn::{Ctx, Sub, count_error, lock};
+use super::conn::{Ctx, Reports, Sub, count_error, ctx_gauge, lock};
 use super::items::{Items, index};
 use super::value;
 use crate::domain::Timestamp;
@@ -24,6 +24,7 @@ use crate::telemetry::names;
 pub struct Notifications {
     pub items: Items,
     pub sink: DriverSink,
+    pub reports: Reports,
 }
 
 impl OnSubscriptionNotificationCore for Notifications {
@@ -43,6 +44,9 @@ impl OnSubscriptionNotificationCore for Notifications {
                 let items = self.items.read();
                 for n in change.monitored_items.iter().flatten() {
                     if let Some(item) = index(n.client_handle).and_then(|i| items.get(i)) {
+                        if let Some(code) = n.value.status.filter(|c| value::is_bad_node(*c)) {
+                            self.reports.report(n.client_handle, code);
+                        }
                         out.push(value::sample(&item.tag, &n.value, now));
                     }
                 }
@@ -50,6 +54,7 @@ impl OnSubscriptionNotificationCore for Notifications {
                 tracing::warn!(device = %self.sink.device, status = %status.status, "OPC UA subscription status changed");
             }
         }
+        tracing::trace!(device = %self.sink.device, values = out.len(), first = ?out.first(), "OPC UA notification");
         if out.is_empty() {
             return;
         }
@@ -98,6 +103,7 @@ impl Ctx {
                 Notifications {
                     items: self.items.clone(),
                     sink: self.sink.clone(),
+                    reports: self.reports.clone(),
                 },
             )
             .await
@@ -120,9 +126,11 @@ impl Ctx {
         let mut groups: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
         {
             let items = self.items.read();
+            let monitored = lock(&self.monitored);
             for h in handles {
                 if let Some(item) = index(h).and_then(|i| items.get(i))
                     && item.node.is_some()
+                    && !monitored.contains(&h)
                 {
                     groups.entry(item.sampling_ms.max(1)).or_default().push(h);
                 }
@@ -228,7 +236,8 @@ impl Ctx {
                         }
                     }
                     subs[at].items += created.len();
-                    metrics::gauge!(names::OPCUA_MONITORED_ITEMS).increment(created.len() as f64);
+                    ctx_gauge(&self.sink, names::OPCUA_MONITORED_ITEMS)
+                        .increment(created.len() as f64);
                     {
                         let mut bad_nodes = lock(&self.bad);
                         let mut monitored = lock(&self.monitored);

@@ -4,14 +4,13 @@
 
 use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use ractor::rpc::CallResult;
 
 use crate::actors::device::DeviceMsg;
 use crate::api::audit::note;
-use crate::api::graphql::{ApiError, api, fail, tenant};
+use crate::api::graphql::devices::{api_error, call, running};
+use crate::api::graphql::{ApiError, fail, tenant};
 use crate::api::permissions::FieldAccess;
 use crate::domain::{TagId, Value};
-use crate::drivers;
 
 #[derive(Default)]
 pub struct ControlMutations;
@@ -44,29 +43,6 @@ fn value_of(json: &serde_json::Value) -> Result<Value, String> {
     }
 }
 
-/// What the caller is told of a failed write: the refusals of bad input as
-/// BAD_USER_INPUT, what the device did as DEVICE_ERROR, in our own words (the
-/// driver's detail goes to the log).
-fn api_error(e: drivers::Error) -> ApiError {
-    use drivers::Error as E;
-    match e {
-        E::BadValue { .. } | E::NotWritable(_) | E::Unsupported(_) => {
-            ApiError::BadRequest(e.to_string())
-        }
-        E::Refused(_) | E::NotConfirmed { .. } => ApiError::Device(e.to_string()),
-        E::Timeout(ms) => ApiError::Device(format!("the device did not answer within {ms} ms")),
-        E::Disconnected(detail) => {
-            tracing::info!(%detail, "write refused: device not connected");
-            ApiError::Device("the device is not connected".into())
-        }
-        E::Protocol(detail) => {
-            tracing::warn!(%detail, "write: unusable answer");
-            ApiError::Device("the device answered something unusable".into())
-        }
-        E::Config(_) | E::Address { .. } => ApiError::Internal(e.to_string()),
-    }
-}
-
 #[Object(guard = "FieldAccess(\"Mutation\")")]
 impl ControlMutations {
     /// Writes `value` (engineering units: scaling is undone for the device) to a writable
@@ -89,42 +65,18 @@ impl ControlMutations {
         };
         note(ctx, |n| n.resource_id = Some(tag.to_string()));
         let v = value_of(&value.0).map_err(|e| fail(ctx, ApiError::BadRequest(e)))?;
-        let Some(actor) = t.devices.get(&device).and_then(|slot| slot.get()) else {
-            return Err(fail(
-                ctx,
-                ApiError::Device("the device is not running (disabled or restarting)".into()),
-            ));
-        };
-        let timeout = std::time::Duration::from_millis(api(ctx).config.api.command_timeout_ms);
-        let answer = actor
-            .call(
-                |reply| DeviceMsg::Write {
-                    tag,
-                    value: v.clone(),
-                    reply,
-                },
-                Some(timeout),
-            )
-            .await;
-        let report = match answer {
-            Ok(CallResult::Success(Ok(report))) => report,
-            Ok(CallResult::Success(Err(e))) => return Err(fail(ctx, api_error(e))),
-            Ok(CallResult::Timeout) => {
-                return Err(fail(
-                    ctx,
-                    ApiError::Device(format!(
-                        "no answer from the device within {} ms",
-                        timeout.as_millis()
-                    )),
-                ));
-            }
-            Ok(CallResult::SenderError) | Err(_) => {
-                return Err(fail(
-                    ctx,
-                    ApiError::Device("the device stopped before answering".into()),
-                ));
-            }
-        };
+        let actor = running(ctx, &t, device)?;
+        let report = call(
+            ctx,
+            &actor,
+            |reply| DeviceMsg::Write {
+                tag,
+                value: v.clone(),
+                reply,
+            },
+            api_error,
+        )
+        .await?;
         Ok(WriteResult {
             tag_id,
             value: Json(v.to_json()),

@@ -1,10 +1,11 @@
-//! Mutation root, merged from four parts: sessions (login, refresh, logout, password),
-//! users of the caller's tenant, tenants (platform administrators) and commands
-//! (writeTag). Every field's
+//! Mutation root, merged from five parts: sessions (login, refresh, logout, password),
+//! users of the caller's tenant, tenants (platform administrators), commands
+//! (writeTag) and OPC UA imports (importOpcUaTags). Every field's
 //! access rule is in [`crate::api::permissions::FIELDS`]; every call leaves exactly one
 //! audit record (written by the audit extension).
 
 mod control;
+mod opcua;
 mod session;
 mod tenants;
 mod users;
@@ -23,6 +24,7 @@ pub struct MutationRoot(
     users::UserMutations,
     tenants::TenantMutations,
     control::ControlMutations,
+    opcua::OpcUaMutations,
 );
 
 /// The gate's view of a user.

@@ -1,8 +1,11 @@
 //! GraphQL object types and their conversions from domain types: the plant (units,
-//! devices, tags, values) here, the security model in [`security`].
+//! devices, tags, values) here, the security model in [`security`], OPC UA browsing
+//! and import in [`opcua`].
 
+mod opcua;
 mod security;
 
+pub use opcua::*;
 pub use security::*;
 
 use async_graphql::{ComplexObject, Context, Enum, ID, Json, SimpleObject};
