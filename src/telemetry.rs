@@ -331,9 +331,13 @@ fn describe() {
 pub fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     // rodbus warns on every failed request; the Modbus driver counts them in metrics
-    // and logs a failing address once, so by default only its errors show.
+    // and logs a failing address once, so by default only its errors show. The OPC UA
+    // crates log every connection at info (the driver logs what an operator needs),
+    // and warn of an empty endpoint list that the driver never uses.
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rodbus::client::task=error,rumqttd=warn"));
+        .unwrap_or_else(|_| EnvFilter::new(
+            "info,rodbus::client::task=error,rumqttd=warn,opcua_server=warn,opcua_crypto=warn,opcua_core=warn,opcua_client=warn,opcua_client::config=error",
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -3,6 +3,8 @@
 //! ThermaCore server in front, seen through GraphQL. Fixtures here; tests in
 //! `tests/opcua/`.
 
+#[path = "opcua/browse.rs"]
+mod browse;
 mod common;
 #[path = "opcua/faults.rs"]
 mod faults;

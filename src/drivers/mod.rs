@@ -244,13 +244,16 @@ pub trait Driver: Send + 'static {
     /// Opens the link. `sink` receives pushed data and link events.
     async fn connect(&mut self, sink: DriverSink) -> Result<(), Error>;
 
-    /// Reads poll group `group` once, appending one sample per tag read to `out`.
+    /// Reads poll group `group` once, appending one sample per tag read to `out`. A
+    /// driver whose plan has no poll groups (values pushed) is never asked.
     async fn read(
         &mut self,
-        group: usize,
-        now: Timestamp,
-        out: &mut Vec<Sample>,
-    ) -> Result<ReadReport, Error>;
+        _group: usize,
+        _now: Timestamp,
+        _out: &mut Vec<Sample>,
+    ) -> Result<ReadReport, Error> {
+        Ok(ReadReport::default())
+    }
 
     /// Writes one value (in engineering units) to one tag.
     async fn write(&mut self, tag: &Tag, value: &Value) -> Result<WriteReport, Error>;

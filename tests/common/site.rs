@@ -76,36 +76,34 @@ impl Site {
             .await
     }
 
-    /// The state of a device (`ONLINE`, `CONNECTING` …).
-    pub async fn state(&self, device: &str) -> String {
+    /// One field of a device's status, as text (`""` if absent or null).
+    pub async fn status_field(&self, device: &str, field: &str) -> String {
         let d = self
             .s
-            .data(&self.admin, "{devices{name status{state}}}", json!({}))
+            .data(
+                &self.admin,
+                &format!("{{devices{{name status{{{field}}}}}}}"),
+                json!({}),
+            )
             .await;
         d["devices"]
             .as_array()
             .expect("devices")
             .iter()
             .find(|d| d["name"] == device)
-            .and_then(|d| d["status"]["state"].as_str())
+            .and_then(|d| d["status"][field].as_str())
             .unwrap_or("")
             .to_string()
     }
 
+    /// The state of a device (`ONLINE`, `CONNECTING` …).
+    pub async fn state(&self, device: &str) -> String {
+        self.status_field(device, "state").await
+    }
+
     /// The last error a device reported (`""` if none).
     pub async fn last_error(&self, device: &str) -> String {
-        let d = self
-            .s
-            .data(&self.admin, "{devices{name status{lastError}}}", json!({}))
-            .await;
-        d["devices"]
-            .as_array()
-            .expect("devices")
-            .iter()
-            .find(|d| d["name"] == device)
-            .and_then(|d| d["status"]["lastError"].as_str())
-            .unwrap_or("")
-            .to_string()
+        self.status_field(device, "lastError").await
     }
 
     /// Waits until `device` is in `state`; a timeout says where it is and why.

@@ -15,10 +15,8 @@ use super::payload;
 use super::sparkplug::{self, MessageType};
 use super::tls;
 use super::topic;
-use crate::domain::{OpenedSecurity, Sample, Tag, Timestamp, Value};
-use crate::drivers::{
-    Driver, DriverSink, Error, LinkEvent, PlanSummary, ReadReport, WriteReport, scaling,
-};
+use crate::domain::{OpenedSecurity, Tag, Timestamp, Value};
+use crate::drivers::{Driver, DriverSink, Error, LinkEvent, PlanSummary, WriteReport, scaling};
 
 pub struct MqttDriver {
     config: Arc<MqttConfig>,
@@ -168,16 +166,6 @@ impl Driver for MqttDriver {
         };
         self.attachment = Some(link::attach(settings, route));
         Ok(())
-    }
-
-    async fn read(
-        &mut self,
-        _group: usize,
-        _now: Timestamp,
-        _out: &mut Vec<Sample>,
-    ) -> Result<ReadReport, Error> {
-        // No poll groups: the device actor never asks.
-        Ok(ReadReport::default())
     }
 
     async fn write(&mut self, tag: &Tag, value: &Value) -> Result<WriteReport, Error> {

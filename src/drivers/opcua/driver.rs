@@ -18,10 +18,9 @@ use super::conn::{Ctx, count_error, ctx_gauge, lock};
 use super::items::{Item, Items, handle};
 use super::session::{self, SessionEvent};
 use super::value;
-use crate::domain::{OpenedSecurity, Sample, Tag, TagId, Timestamp, Value};
+use crate::domain::{OpenedSecurity, Tag, TagId, Value};
 use crate::drivers::{
-    BrowsedNode, Driver, DriverSink, Error, ImportedNode, LinkEvent, PlanSummary, ReadReport,
-    WriteReport,
+    BrowsedNode, Driver, DriverSink, Error, ImportedNode, LinkEvent, PlanSummary, WriteReport,
 };
 use crate::telemetry::names;
 
@@ -204,7 +203,7 @@ impl Driver for OpcuaDriver {
                     return;
                 }
                 ctx.poll(&poll);
-                if let Err(e) = ctx.subscribe(subscribe).await {
+                if let Err(e) = ctx.subscribe_and_read(subscribe).await {
                     tracing::warn!(device = %ctx.sink.device, error = %e, "new tags not subscribed");
                 }
             });
@@ -245,16 +244,6 @@ impl Driver for OpcuaDriver {
         (sink.link)(LinkEvent::Connected);
         self.conn = Some(Conn { ctx, tasks });
         Ok(())
-    }
-
-    async fn read(
-        &mut self,
-        _group: usize,
-        _now: Timestamp,
-        _out: &mut Vec<Sample>,
-    ) -> Result<ReadReport, Error> {
-        // No poll groups (see plan): the driver polls its polled nodes itself.
-        Ok(ReadReport::default())
     }
 
     async fn write(&mut self, tag: &Tag, v: &Value) -> Result<WriteReport, Error> {

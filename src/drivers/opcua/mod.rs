@@ -10,6 +10,7 @@ mod browse;
 mod config;
 mod conn;
 mod driver;
+mod events;
 mod items;
 mod poll;
 mod session;

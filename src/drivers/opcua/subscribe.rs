@@ -143,6 +143,18 @@ impl Ctx {
         Ok(())
     }
 
+    /// [`Ctx::subscribe`], then one read of the nodes now monitored: their values at
+    /// once, whether or not the server sends initial values promptly.
+    pub async fn subscribe_and_read(&self, handles: Vec<u32>) -> Result<(), Error> {
+        self.subscribe(handles.clone()).await?;
+        let monitored: Vec<u32> = {
+            let m = lock(&self.monitored);
+            handles.into_iter().filter(|h| m.contains(h)).collect()
+        };
+        self.poll_once(&monitored).await;
+        Ok(())
+    }
+
     async fn subscribe_group(
         &self,
         subs: &mut Vec<Sub>,
