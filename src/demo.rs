@@ -2,8 +2,11 @@
 //! operator and viewer, ready to explore in GraphiQL. With the `modbus` feature the
 //! plant includes a Modbus PLC ([`plc`]) served on a free loopback port; [`mqtt`] has
 //! its MQTT peers (a JSON gateway and a Sparkplug B edge node); [`opcua`] an OPC UA
-//! server with a pump station.
+//! server with a pump station; with the `dnp3` feature, [`dnp3`] a DNP3 outstation
+//! playing a feeder's RTU.
 
+#[cfg(feature = "dnp3")]
+pub mod dnp3;
 pub mod mqtt;
 pub mod opcua;
 #[cfg(feature = "modbus")]
@@ -115,27 +118,39 @@ address = "walk:step=0.1,min=0,max=5"
 eng_unit = "mm/s"
 "#;
 
+/// Where the demo's device peers listen.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    /// The Modbus PLC at `127.0.0.1:plc_port` (feature `modbus`).
+    pub plc_port: u16,
+    /// The embedded MQTT broker at `127.0.0.1:mqtt_port`.
+    pub mqtt_port: u16,
+    /// The OPC UA pump station's endpoint URL.
+    pub opcua_endpoint: String,
+    /// The DNP3 feeder outstation's `host:port` (feature `dnp3`).
+    pub dnp3_endpoint: String,
+}
+
 /// The demo's configuration: the plant above on a SQLite file in `data_dir`, with the
-/// Modbus PLC at `127.0.0.1:plc_port` when the `modbus` feature is on, the MQTT
-/// gateway and edge node on the embedded broker at `127.0.0.1:mqtt_port`, and the OPC
-/// UA pump station at `opcua_endpoint` (its PKI under `data_dir`).
-pub fn demo_config(data_dir: &Path, plc_port: u16, mqtt_port: u16, opcua_endpoint: &str) -> Config {
-    let mqtt = mqtt::MQTT_DEVICES.replace("{port}", &mqtt_port.to_string());
+/// Modbus PLC when the `modbus` feature is on, the MQTT gateway and edge node on the
+/// embedded broker, the OPC UA pump station (its PKI under `data_dir`), and the DNP3
+/// feeder when the `dnp3` feature is on, at the addresses in `peers`.
+pub fn demo_config(data_dir: &Path, peers: &Peers) -> Config {
+    let mqtt = mqtt::MQTT_DEVICES.replace("{port}", &peers.mqtt_port.to_string());
     let opcua_devices = opcua::opcua_devices(
-        opcua_endpoint,
+        &peers.opcua_endpoint,
         &opcua::server_certificate_path(data_dir),
         &opcua::client_pki_dir(data_dir),
     );
     #[cfg(feature = "modbus")]
     let plant = format!(
         "{DEMO_PLANT}{}{mqtt}",
-        plc::PLC_DEVICE.replace("{port}", &plc_port.to_string())
+        plc::PLC_DEVICE.replace("{port}", &peers.plc_port.to_string())
     );
     #[cfg(not(feature = "modbus"))]
-    let plant = {
-        let _ = plc_port;
-        format!("{DEMO_PLANT}{mqtt}")
-    };
+    let plant = format!("{DEMO_PLANT}{mqtt}");
+    #[cfg(feature = "dnp3")]
+    let plant = format!("{plant}{}", dnp3::dnp3_devices(&peers.dnp3_endpoint));
     let plant = format!("{plant}{opcua_devices}");
     // The plant text is part of the binary and covered by a test; a failure here is a bug.
     let mut config = parse_str(&plant, "demo plant").expect("the built-in demo plant is valid");
@@ -189,12 +204,13 @@ pub fn random_password() -> String {
 mod tests {
     #[test]
     fn the_demo_plant_is_valid() {
-        let c = super::demo_config(
-            std::path::Path::new("/tmp"),
-            5020,
-            18830,
-            "opc.tcp://127.0.0.1:4840/",
-        );
+        let peers = super::Peers {
+            plc_port: 5020,
+            mqtt_port: 18830,
+            opcua_endpoint: "opc.tcp://127.0.0.1:4840/".into(),
+            dnp3_endpoint: "127.0.0.1:20001".into(),
+        };
+        let c = super::demo_config(std::path::Path::new("/tmp"), &peers);
         assert_eq!(c.tenants.len(), 1);
         #[cfg(feature = "modbus")]
         assert!(
@@ -212,6 +228,13 @@ mod tests {
             mqtt.len(),
             2,
             "the JSON gateway and the Sparkplug edge node"
+        );
+        #[cfg(feature = "dnp3")]
+        assert!(
+            c.tenants[0]
+                .devices
+                .iter()
+                .any(|d| d.driver.protocol() == "dnp3")
         );
         assert!(c.storage.url.ends_with("thermacore-demo.db"));
     }

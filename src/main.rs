@@ -290,7 +290,20 @@ async fn run_demo(listen: std::net::SocketAddr, data_dir: &Path) -> anyhow::Resu
         .await
         .context("starting the demo's OPC UA server on a loopback port")?;
     let opcua_endpoint = station.server.endpoint_url();
-    let mut config = demo::demo_config(data_dir, plc_port, mqtt_port, &opcua_endpoint);
+    #[cfg(feature = "dnp3")]
+    let feeder = demo::dnp3::start()
+        .await
+        .context("starting the demo's DNP3 outstation on a loopback port")?;
+    let peers = demo::Peers {
+        plc_port,
+        mqtt_port,
+        opcua_endpoint: opcua_endpoint.clone(),
+        #[cfg(feature = "dnp3")]
+        dnp3_endpoint: feeder.outstation.endpoint(),
+        #[cfg(not(feature = "dnp3"))]
+        dnp3_endpoint: String::new(),
+    };
+    let mut config = demo::demo_config(data_dir, &peers);
     config.server.listen = listen;
     config.auth.jwt_secret = Some(
         std::env::var("THERMACORE_JWT_SECRET")
@@ -317,6 +330,11 @@ async fn run_demo(listen: std::net::SocketAddr, data_dir: &Path) -> anyhow::Resu
     println!(
         "  OPC UA:     {opcua_endpoint} (pump station, Basic256Sha256 SignAndEncrypt; certificate {})",
         station.server.certificate_path().display()
+    );
+    #[cfg(feature = "dnp3")]
+    println!(
+        "  DNP3:       {} (feeder RTU, outstation 1024, master 1; device feeder-7)",
+        feeder.outstation.endpoint()
     );
     for (tenant, user, password) in &users {
         let shown = if fixed.is_some() {

@@ -43,6 +43,14 @@ pub mod names {
     pub const OPCUA_PUBLISH_LATENCY: &str = "thermacore_opcua_publish_latency_seconds";
     pub const OPCUA_SERVICE_ERRORS: &str = "thermacore_opcua_service_errors_total";
     pub const OPCUA_BAD_NODES: &str = "thermacore_opcua_bad_nodes";
+    pub const DNP3_POLLS: &str = "thermacore_dnp3_polls_total";
+    pub const DNP3_REQUEST_SECONDS: &str = "thermacore_dnp3_request_duration_seconds";
+    pub const DNP3_UNSOLICITED: &str = "thermacore_dnp3_unsolicited_fragments_total";
+    pub const DNP3_EVENTS: &str = "thermacore_dnp3_events_total";
+    pub const DNP3_IIN: &str = "thermacore_dnp3_iin_total";
+    pub const DNP3_COMMANDS: &str = "thermacore_dnp3_commands_total";
+    pub const DNP3_SKIPPED_OBJECTS: &str = "thermacore_dnp3_skipped_objects_total";
+    pub const DNP3_LINKS: &str = "thermacore_dnp3_link_changes_total";
     pub const ROUTE_DROPPED_BATCHES: &str = "thermacore_route_dropped_batches_total";
     pub const CACHE_HITS: &str = "thermacore_cache_hits_total";
     pub const CACHE_MISSES: &str = "thermacore_cache_misses_total";
@@ -200,6 +208,38 @@ pub mod names {
             "OPC UA nodes parked in the bad-node cache (retried after the grace period), by tenant",
         ),
         (
+            DNP3_POLLS,
+            "DNP3 polls, by class (integrity, class1, class2, class3) and outcome (ok, timeout, rejected, error, offline)",
+        ),
+        (
+            DNP3_REQUEST_SECONDS,
+            "Duration of one DNP3 request and its response, by kind (poll, command)",
+        ),
+        (
+            DNP3_UNSOLICITED,
+            "Unsolicited response fragments received from DNP3 outstations",
+        ),
+        (
+            DNP3_EVENTS,
+            "DNP3 event objects received (polled or unsolicited), by point type",
+        ),
+        (
+            DNP3_IIN,
+            "DNP3 responses carrying an IIN bit of note, by bit (device_restart, event_buffer_overflow, need_time, device_trouble, local_control, config_corrupt, no_func_code_support, object_unknown, parameter_error, already_executing)",
+        ),
+        (
+            DNP3_COMMANDS,
+            "DNP3 commands (CROB, analog output), by mode (sbo, direct) and outcome (success, the outstation's status, timeout, error)",
+        ),
+        (
+            DNP3_SKIPPED_OBJECTS,
+            "DNP3 objects received that no tag maps (octet strings, device attributes, ...), skipped, by object",
+        ),
+        (
+            DNP3_LINKS,
+            "DNP3 link state changes reported by the master channel, by state (connected, connect_failed, disconnected)",
+        ),
+        (
             ROUTE_DROPPED_BATCHES,
             "Sample batches not delivered because the receiving actor was restarting, by kind",
         ),
@@ -336,7 +376,7 @@ pub fn init_tracing(format: LogFormat) {
     // and warn of an empty endpoint list that the driver never uses.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(
-            "info,rodbus::client::task=error,rumqttd=warn,opcua_server=warn,opcua_crypto=warn,opcua_core=warn,opcua_client=warn,opcua_client::config=error",
+            "info,rodbus::client::task=error,rumqttd=warn,opcua_server=warn,opcua_crypto=warn,opcua_core=warn,opcua_client=warn,opcua_client::config=error,dnp3=warn",
         ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

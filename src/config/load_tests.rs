@@ -273,3 +273,65 @@ fn modbus_devices_are_checked_with_the_key_at_fault() {
         assert!(e.contains(key) && e.contains(why), "{key} / {why}: {e}");
     }
 }
+
+#[cfg(feature = "dnp3")]
+#[test]
+fn dnp3_devices_are_checked_with_the_key_at_fault() {
+    let device = |driver: &str, tag: &str| {
+        format!(
+            "[[tenants]]\nname = \"acme\"\n[[tenants.devices]]\nname = \"rtu\"\ndriver = {{ protocol = \"dnp3\", {driver} }}\n[[tenants.devices.tags]]\nname = \"t\"\n{tag}\n"
+        )
+    };
+    let ok = device(
+        "endpoint = \"10.0.0.5:20000\", class1_poll_ms = 1000",
+        "address = \"bo:3|op=pulse;on_ms=500;critical\"\ndata_type = \"bool\"\nwritable = true",
+    );
+    let c = parse_str(&ok, "test.toml").expect("valid");
+    assert_eq!(c.tenants[0].devices[0].driver.protocol(), "dnp3");
+    let cases = [
+        (
+            device(
+                "endpoint = \"10.0.0.5\"",
+                "address = \"ai:0\"\ndata_type = \"f64\"",
+            ),
+            "tenants[0].devices[0].driver",
+            "not host:port",
+        ),
+        (
+            device(
+                "endpoint = \"h:1\", outstation_address = 1",
+                "address = \"ai:0\"\ndata_type = \"f64\"",
+            ),
+            "tenants[0].devices[0].driver",
+            "must differ",
+        ),
+        (
+            device(
+                "endpoint = \"h:1\"",
+                "address = \"ai:0\"\ndata_type = \"bool\"",
+            ),
+            "tenants[0].devices[0].tags[0].address",
+            "not bool",
+        ),
+        (
+            device(
+                "endpoint = \"h:1\"",
+                "address = \"bi:0\"\ndata_type = \"bool\"\nwritable = true",
+            ),
+            "tenants[0].devices[0].tags[0].address",
+            "cannot be commanded",
+        ),
+        (
+            device(
+                "endpoint = \"h:1\"",
+                "address = \"ao:0|cmd=x\"\ndata_type = \"f64\"",
+            ),
+            "tenants[0].devices[0].tags[0].address",
+            "expected i16",
+        ),
+    ];
+    for (text, key, why) in cases {
+        let e = parse_str(&text, "test.toml").expect_err(&text).to_string();
+        assert!(e.contains(key) && e.contains(why), "{e}");
+    }
+}

@@ -148,6 +148,15 @@ pub enum QualityReason {
     LastUsable = 20,
     /// The device's own status code, not one of the above (the driver logs the code).
     DeviceStatus = 21,
+    /// The value is substituted at the device, not measured (DNP3 LOCAL_FORCED,
+    /// REMOTE_FORCED).
+    Forced = 22,
+    /// The device suppresses a chattering input (DNP3 CHATTER_FILTER).
+    ChatterFilter = 23,
+    /// The device's reference for the measurement is off (DNP3 REFERENCE_ERR).
+    ReferenceError = 24,
+    /// The device's clock was not synchronised when it stamped the value.
+    ClockUnsynchronized = 25,
 }
 
 impl QualityReason {
@@ -174,6 +183,10 @@ impl QualityReason {
             19 => QualityReason::OutOfService,
             20 => QualityReason::LastUsable,
             21 => QualityReason::DeviceStatus,
+            22 => QualityReason::Forced,
+            23 => QualityReason::ChatterFilter,
+            24 => QualityReason::ReferenceError,
+            25 => QualityReason::ClockUnsynchronized,
             _ => QualityReason::None,
         }
     }
@@ -202,6 +215,10 @@ impl QualityReason {
             QualityReason::OutOfService => "out_of_service",
             QualityReason::LastUsable => "last_usable",
             QualityReason::DeviceStatus => "device_status",
+            QualityReason::Forced => "forced",
+            QualityReason::ChatterFilter => "chatter_filter",
+            QualityReason::ReferenceError => "reference_error",
+            QualityReason::ClockUnsynchronized => "clock_unsynchronized",
         }
     }
 }

@@ -6,6 +6,8 @@
 //! events on its own ([`DriverSink`]). The device actor owns scheduling, backoff and
 //! the reaction to errors.
 
+#[cfg(feature = "dnp3")]
+pub mod dnp3;
 pub mod modbus;
 pub mod mqtt;
 pub mod opcua;
@@ -178,6 +180,17 @@ pub enum LinkEvent {
     Disconnected {
         retry_in_ms: u64,
     },
+    /// The device answered a request (DNP3): the link carries data again.
+    Answered,
+    /// The link is up but the device does not answer (a request timed out): its
+    /// values are lost until it answers again.
+    Silent {
+        error: String,
+    },
+    /// The device answers but reports trouble (a DNP3 event buffer overflow).
+    Trouble {
+        error: String,
+    },
 }
 
 /// Where a driver delivers what happens without being asked: samples the device pushed
@@ -290,6 +303,9 @@ pub enum DriverConfig {
     Mqtt(Box<mqtt::MqttConfig>),
     /// OPC UA (async-opcua): subscriptions, bulk reads, secure sessions.
     Opcua(Box<opcua::OpcuaConfig>),
+    /// DNP3 over TCP or TLS (dnp3; cargo feature `dnp3`).
+    #[cfg(feature = "dnp3")]
+    Dnp3(Box<dnp3::Dnp3Config>),
 }
 
 impl DriverConfig {
@@ -300,6 +316,8 @@ impl DriverConfig {
             DriverConfig::Modbus(_) => "modbus",
             DriverConfig::Mqtt(_) => "mqtt",
             DriverConfig::Opcua(_) => "opcua",
+            #[cfg(feature = "dnp3")]
+            DriverConfig::Dnp3(_) => "dnp3",
         }
     }
 
@@ -311,6 +329,8 @@ impl DriverConfig {
             DriverConfig::Modbus(c) => c.check(),
             DriverConfig::Mqtt(c) => c.check(),
             DriverConfig::Opcua(c) => c.check(),
+            #[cfg(feature = "dnp3")]
+            DriverConfig::Dnp3(c) => c.check(),
         }
     }
 
@@ -322,6 +342,8 @@ impl DriverConfig {
             #[cfg(feature = "modbus")]
             DriverConfig::Modbus(_) => Vec::new(),
             DriverConfig::Mqtt(_) | DriverConfig::Opcua(_) => Vec::new(),
+            #[cfg(feature = "dnp3")]
+            DriverConfig::Dnp3(_) => Vec::new(),
         }
     }
 
@@ -339,6 +361,8 @@ impl DriverConfig {
             DriverConfig::Modbus(c) => c.check_tag(address, data_type, writable),
             DriverConfig::Mqtt(c) => c.check_tag(address, data_type, writable),
             DriverConfig::Opcua(c) => c.check_tag(address, data_type, writable),
+            #[cfg(feature = "dnp3")]
+            DriverConfig::Dnp3(c) => c.check_tag(address, data_type, writable),
         }
     }
 
@@ -353,6 +377,10 @@ impl DriverConfig {
                 .map(|a| a.to_string()),
             DriverConfig::Mqtt(_) => None,
             DriverConfig::Opcua(_) => opcua::OpcuaAddress::parse(address)
+                .ok()
+                .map(|a| a.to_string()),
+            #[cfg(feature = "dnp3")]
+            DriverConfig::Dnp3(_) => dnp3::PointAddress::parse(address)
                 .ok()
                 .map(|a| a.to_string()),
         }
@@ -372,5 +400,7 @@ pub fn build(config: &DriverConfig, security: OpenedSecurity) -> Box<dyn Driver>
         DriverConfig::Modbus(c) => Box::new(modbus::ModbusDriver::new(c.clone(), security)),
         DriverConfig::Mqtt(c) => Box::new(mqtt::MqttDriver::new((**c).clone(), security)),
         DriverConfig::Opcua(c) => Box::new(opcua::OpcuaDriver::new((**c).clone(), security)),
+        #[cfg(feature = "dnp3")]
+        DriverConfig::Dnp3(c) => Box::new(dnp3::Dnp3Driver::new((**c).clone(), security)),
     }
 }

@@ -4,6 +4,15 @@
 
 use crate::domain::{DataType, Value};
 
+/// A 32-bit float as the decimal it was written as: the shortest decimal that reads
+/// back as the same f32 (123.456f32 is 123.456, not 123.45600128173828).
+pub fn widen_f32(x: f32) -> f64 {
+    if !x.is_finite() {
+        return f64::from(x);
+    }
+    x.to_string().parse::<f64>().unwrap_or(f64::from(x))
+}
+
 /// Applies `raw * scale + offset`; an unscaled value keeps its type.
 pub fn scale(raw: Value, scale: f64, offset: f64) -> Value {
     if scale == 1.0 && offset == 0.0 {
@@ -116,6 +125,16 @@ pub fn from_raw(raw: Value, t: DataType, scale_: f64, offset: f64) -> Result<Val
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f32_values_widen_to_their_decimal() {
+        assert_eq!(widen_f32(123.456), 123.456);
+        assert_eq!(widen_f32(211.8), 211.8);
+        assert_eq!(widen_f32(-0.1), -0.1);
+        assert_eq!(widen_f32(16_777_217.0), 16_777_216.0);
+        assert!(widen_f32(f32::NAN).is_nan());
+        assert_eq!(widen_f32(f32::INFINITY), f64::INFINITY);
+    }
 
     #[test]
     fn raw_values_are_range_checked_and_scaled() {

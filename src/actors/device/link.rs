@@ -53,6 +53,16 @@ impl DeviceActor {
                     st.mark_bad(QualityReason::CommLost);
                 }
             }
+            LinkEvent::Answered => {
+                if state != LinkState::Online {
+                    st.set_state(LinkState::Online, None);
+                }
+            }
+            LinkEvent::Silent { error } => {
+                st.set_state(LinkState::Offline, Some(error));
+                st.mark_bad(QualityReason::CommLost);
+            }
+            LinkEvent::Trouble { error } => st.set_state(LinkState::Degraded, Some(error)),
         }
     }
 }

@@ -57,7 +57,9 @@ pub fn decode_registers(addr: &Address, regs: &[u16]) -> Result<Value, String> {
         DataType::I16 => Value::I64(i64::from(raw as u16 as i16)),
         DataType::U32 => Value::I64(i64::from(raw as u32)),
         DataType::I32 => Value::I64(i64::from(raw as u32 as i32)),
-        DataType::F32 => Value::F64(f64::from(f32::from_bits(raw as u32))),
+        DataType::F32 => Value::F64(crate::drivers::scaling::widen_f32(f32::from_bits(
+            raw as u32,
+        ))),
         DataType::I64 => Value::I64(raw as i64),
         DataType::U64 => match i64::try_from(raw) {
             Ok(v) => Value::I64(v),
@@ -207,7 +209,7 @@ mod tests {
         // A well-known CDAB float: 123.456f32 = 0x42F6E979.
         let a = addr("hr:0;order=CDAB", DataType::F32);
         let got = decode_registers(&a, &[0xE979, 0x42F6]).expect("dec");
-        assert_eq!(got, Value::F64(f64::from(123.456f32)));
+        assert_eq!(got, Value::F64(123.456));
     }
 
     #[test]

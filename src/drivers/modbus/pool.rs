@@ -138,6 +138,10 @@ fn event_label(e: &LinkEvent) -> &'static str {
         LinkEvent::Connected => "connected",
         LinkEvent::ConnectFailed { .. } => "connect_failed",
         LinkEvent::Disconnected { .. } => "disconnected",
+        // rodbus channels report only the four above.
+        LinkEvent::Answered => "answered",
+        LinkEvent::Silent { .. } => "silent",
+        LinkEvent::Trouble { .. } => "trouble",
     }
 }
 

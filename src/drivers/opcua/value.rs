@@ -84,7 +84,7 @@ pub fn raw(v: &Variant, t: DataType) -> Result<Value, String> {
             // Above i64: as a float (u64 tags take it through from_raw's range check).
             Err(_) => Value::F64(*x as f64),
         },
-        Variant::Float(x) => Value::F64(f64::from(*x)),
+        Variant::Float(x) => Value::F64(crate::drivers::scaling::widen_f32(*x)),
         Variant::Double(x) => Value::F64(*x),
         Variant::String(s) => Value::Str(Arc::from(s.as_ref())),
         Variant::LocalizedText(t) => Value::Str(Arc::from(t.text.as_ref())),
