@@ -12,6 +12,9 @@ mod mqtt;
 mod mqtt_broker;
 mod mqtt_pub;
 mod mqtt_server;
+mod opcua;
+mod opcua_plant;
+mod opcua_server;
 mod persisted;
 mod prom;
 mod world;
@@ -175,6 +178,50 @@ enum Scenario {
         #[arg(long)]
         per_client: usize,
     },
+    /// Embedded OPC UA servers (a child process) whose variables all change once a
+    /// second, monitored by a real server started in-process (one session per
+    /// device), with operator writes through the API: rates, CPU of both processes,
+    /// memory, latency from source time to the cache, and the writeTag round trip.
+    Opcua {
+        /// Double variables in all, spread over the devices; each changes once a second.
+        #[arg(long, default_value_t = 100_000)]
+        items: usize,
+        #[arg(long, default_value_t = 10)]
+        devices: usize,
+        /// OPC UA servers the devices are spread over (at most 20 sessions each).
+        #[arg(long, default_value_t = 1)]
+        servers: usize,
+        /// Update batches per second and server (10: a tenth of the values every 100 ms).
+        #[arg(long, default_value_t = 10)]
+        slices: usize,
+        /// Sampling and publishing interval of the subscriptions (the devices' poll_ms).
+        #[arg(long, default_value_t = 500)]
+        publish_ms: u64,
+        /// Length of the measured window, after the warm-up.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Seconds between every item monitored and the measured window.
+        #[arg(long, default_value_t = 10)]
+        warmup: u64,
+        /// Sequential writeTag requests per second during the window.
+        #[arg(long, default_value_t = 10.0)]
+        writes_per_sec: f64,
+        /// What the historian does with the samples (see `modbus::StoreMode`).
+        #[arg(long, value_enum, default_value_t = modbus::StoreMode::None)]
+        store: modbus::StoreMode,
+    },
+    /// The servers of the `opcua` scenario (started by it as a child process).
+    #[command(hide = true)]
+    OpcuaServers {
+        #[arg(long)]
+        items: usize,
+        #[arg(long)]
+        devices: usize,
+        #[arg(long)]
+        servers: usize,
+        #[arg(long)]
+        slices: usize,
+    },
     /// The security path of one API request: JWT verification, revocation gate, rate
     /// limiters.
     Auth {
@@ -299,6 +346,46 @@ fn main() -> anyhow::Result<()> {
                     rate,
                     qos,
                     per_client,
+                })
+                .await
+            }
+            Scenario::Opcua {
+                items,
+                devices,
+                servers,
+                slices,
+                publish_ms,
+                seconds,
+                warmup,
+                writes_per_sec,
+                store,
+            } => {
+                opcua::run(opcua::Params {
+                    layout: opcua_server::Layout {
+                        items,
+                        devices,
+                        servers,
+                        slices,
+                    },
+                    publish_ms,
+                    seconds,
+                    warmup,
+                    writes_per_sec,
+                    store,
+                })
+                .await
+            }
+            Scenario::OpcuaServers {
+                items,
+                devices,
+                servers,
+                slices,
+            } => {
+                opcua_server::serve(opcua_server::Layout {
+                    items,
+                    devices,
+                    servers,
+                    slices,
                 })
                 .await
             }

@@ -72,11 +72,21 @@ pub fn rss_kib() -> u64 {
 
 /// Resident set size of process `pid` (`"self"` or a number), in KiB (Linux).
 pub fn rss_kib_of(pid: &str) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The largest resident set size of this process so far, in KiB (Linux).
+pub fn peak_rss_kib() -> u64 {
+    status_kib("self", "VmHWM:")
+}
+
+/// A `… kB` field of `/proc/{pid}/status`.
+fn status_kib(pid: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)

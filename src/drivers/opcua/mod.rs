@@ -12,6 +12,7 @@ mod conn;
 mod driver;
 mod events;
 mod items;
+mod nodelay;
 mod poll;
 mod session;
 mod subscribe;

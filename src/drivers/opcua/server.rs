@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use opcua::server::{ServerHandle, SubscriptionCache};
 use opcua::types::{DataValue, NodeId, StatusCode, Variant};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -52,6 +52,22 @@ pub enum ServerError {
     Config(String),
 }
 
+/// Listens on `addr` with TCP_NODELAY, which accepted connections inherit (Linux): the
+/// library leaves Nagle's algorithm on, and a small response (a Write's) that follows
+/// one not yet acknowledged would wait for the client's delayed ACK.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted server takes its port back at once.
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// A running server. Dropping it cancels the server; [`RunningServer::stop`] also waits
 /// until the port is free again.
 pub struct RunningServer {
@@ -83,13 +99,10 @@ impl RunningServer {
             hosts: vec![host.to_string()],
         };
         pki::prepare(&spec.pki_dir, keypair, host).await?;
-        let listener =
-            TcpListener::bind(spec.listen)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    addr: spec.listen,
-                    source,
-                })?;
+        let listener = bind(spec.listen).map_err(|source| ServerError::Bind {
+            addr: spec.listen,
+            source,
+        })?;
         let addr = listener.local_addr().map_err(|source| ServerError::Bind {
             addr: spec.listen,
             source,

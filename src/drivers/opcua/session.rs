@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use opcua::client::transport::TcpConnector;
 use opcua::client::{
     Client, ClientBuilder, IdentityToken, Session, SessionConnectMode, SessionPollResult,
 };
@@ -15,6 +14,7 @@ use opcua::types::{EndpointDescription, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
 use super::config::{Identity, OpcuaConfig};
+use super::nodelay::{NoDelayConnector, NoDelaySource};
 use crate::domain::OpenedSecurity;
 use crate::drivers::Error;
 
@@ -156,7 +156,13 @@ pub async fn open(
     client: &mut Client,
     config: &OpcuaConfig,
     identity: IdentityToken,
-) -> Result<(Arc<Session>, opcua::client::SessionEventLoop<TcpConnector>), Error> {
+) -> Result<
+    (
+        Arc<Session>,
+        opcua::client::SessionEventLoop<NoDelayConnector>,
+    ),
+    Error,
+> {
     let endpoints = tokio::time::timeout(
         ms(config.connect_timeout_ms),
         client.get_server_endpoints_from_url(config.endpoint.as_str()),
@@ -183,6 +189,7 @@ pub async fn open(
         .connect_to_matching_endpoint(want)
         .map_err(|e| Error::Config(format!("endpoint: {e}")))?
         .user_identity_token(identity)
+        .with_connector(NoDelaySource)
         .build(client.certificate_store().clone())
         .map_err(|e| Error::Config(format!("session: {e}")))
 }
@@ -190,7 +197,7 @@ pub async fn open(
 /// Runs the event loop: the first connect's outcome goes to `first`, then every
 /// later event to `events`. Returns when the loop ends.
 pub async fn drive(
-    event_loop: opcua::client::SessionEventLoop<TcpConnector>,
+    event_loop: opcua::client::SessionEventLoop<NoDelayConnector>,
     first: oneshot::Sender<Result<(), StatusCode>>,
     events: mpsc::UnboundedSender<SessionEvent>,
 ) {

@@ -1,0 +1,347 @@
+//! The OPC UA servers of the `opcua` scenario, run in a child process of this binary
+//! (`opcua-servers`) so that their CPU is measured apart from ThermaCore's: `servers`
+//! embedded async-opcua servers (None/None, anonymous) holding `items` Double variables
+//! spread over `devices` (device `d` in folder `dev{d}`, its variables `d{d}_{k}`, and
+//! one writable `d{d}_w`; device `d` lives on server `d % servers`).
+//!
+//! Every variable gets a new value once a second, in `slices` equal batches spread
+//! over the second (10: a tenth of them every 100 ms), each batch under one lock with
+//! its source timestamp set to when it was applied. The child prints `ready NS PORT…`
+//! (the namespace index of the variables and one port per server) once every server
+//! listens, then updates until its stdin closes; each `stats` line it reads is answered
+//! with `stats UPDATES SLICES SLICE_US_SUM SLICE_US_MAX`: the values set so far, the
+//! batches, the time spent applying them, and the longest batch since the last `stats`.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use opcua::types::Variant;
+use thermacore::drivers::opcua::server::{
+    RunningServer, ServerLimits, ServerSpec, Updater, VariableSpec,
+};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+/// The variables' namespace.
+pub const NAMESPACE: &str = "urn:thermacore:loadtest";
+
+/// The most sessions an async-opcua server takes (its `MAX_SESSIONS`).
+pub const MAX_SESSIONS_PER_SERVER: usize = 20;
+
+/// Monitored items per subscription: async-opcua's default cap, left as it is (the
+/// driver spreads a device's items over subscriptions of this size).
+pub const ITEMS_PER_SUBSCRIPTION: usize = 1000;
+
+/// How the items are laid out (the child's flags).
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub items: usize,
+    pub devices: usize,
+    pub servers: usize,
+    /// Update batches per second (per server).
+    pub slices: usize,
+}
+
+impl Layout {
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.devices > 0 && self.servers > 0 && self.slices > 0,
+            "--devices, --servers and --slices must be > 0"
+        );
+        anyhow::ensure!(
+            self.items >= self.devices,
+            "--items must be at least --devices"
+        );
+        anyhow::ensure!(
+            self.servers <= self.devices,
+            "--servers {} is more than --devices {}",
+            self.servers,
+            self.devices
+        );
+        anyhow::ensure!(
+            self.devices.div_ceil(self.servers) <= MAX_SESSIONS_PER_SERVER,
+            "an async-opcua server takes at most {MAX_SESSIONS_PER_SERVER} sessions: use --servers {} or more",
+            self.devices.div_ceil(MAX_SESSIONS_PER_SERVER)
+        );
+        Ok(())
+    }
+
+    /// The value variables of device `d` (the first `items % devices` devices have one
+    /// more).
+    pub fn items_of(&self, d: usize) -> usize {
+        self.items / self.devices + usize::from(d < self.items % self.devices)
+    }
+
+    pub fn server_of(&self, d: usize) -> usize {
+        d % self.servers
+    }
+}
+
+/// The identifier of value variable `k` of device `d`.
+pub fn item_id(d: usize, k: usize) -> String {
+    format!("d{d}_{k}")
+}
+
+/// The identifier of device `d`'s writable variable.
+pub fn writable_id(d: usize) -> String {
+    format!("d{d}_w")
+}
+
+#[derive(Default)]
+struct Counters {
+    updates: AtomicU64,
+    slices: AtomicU64,
+    slice_us_sum: AtomicU64,
+    slice_us_max: AtomicU64,
+}
+
+/// Updates `ids` in `slices` batches a second, forever; `phase` delays the first batch
+/// (servers interleave their batches).
+async fn pump(
+    updater: Updater,
+    ids: Vec<String>,
+    slices: usize,
+    phase: Duration,
+    c: Arc<Counters>,
+) {
+    let period = Duration::from_secs(1) / slices as u32;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let n = ids.len();
+    for round in 0u64.. {
+        // A new value every round (the item reports changes only).
+        let base = (round % 1000) as f64;
+        for s in 0..slices {
+            tick.tick().await;
+            let (from, to) = (s * n / slices, (s + 1) * n / slices);
+            let batch: Vec<(&str, Variant)> = ids[from..to]
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.as_str(), Variant::Double(base + (i % 100) as f64 * 0.01)))
+                .collect();
+            let t0 = Instant::now();
+            updater.set_values(&batch);
+            let us = t0.elapsed().as_micros() as u64;
+            c.updates.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            c.slices.fetch_add(1, Ordering::Relaxed);
+            c.slice_us_sum.fetch_add(us, Ordering::Relaxed);
+            c.slice_us_max.fetch_max(us, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The spec of server `s`: its devices' variables, room for all their items.
+fn spec(layout: &Layout, s: usize, pki: &std::path::Path) -> (ServerSpec, Vec<String>) {
+    let mut spec = ServerSpec::new(([127, 0, 0, 1], 0).into(), NAMESPACE, pki);
+    spec.application_name = "ThermaCore loadtest server".into();
+    spec.application_uri = "urn:thermacore:loadtest:server".into();
+    spec.trust_client_certs = true;
+    let mut ids = Vec::new();
+    let mut items = 0;
+    for d in (0..layout.devices).filter(|d| layout.server_of(*d) == s) {
+        let folder = format!("dev{d}");
+        for k in 0..layout.items_of(d) {
+            let id = item_id(d, k);
+            spec.variables
+                .push(VariableSpec::new(&id, Variant::Double(0.0)).in_folder(&folder));
+            ids.push(id);
+        }
+        spec.variables.push(
+            VariableSpec::new(&writable_id(d), Variant::Double(0.0))
+                .in_folder(&folder)
+                .writable(),
+        );
+        items = items.max(layout.items_of(d) + 1);
+    }
+    spec.limits = ServerLimits {
+        // A session holds its device's items in subscriptions of the default size.
+        max_subscriptions_per_session: items.div_ceil(ITEMS_PER_SUBSCRIPTION) + 1,
+        ..ServerLimits::default()
+    };
+    (spec, ids)
+}
+
+/// The child process.
+pub async fn serve(layout: Layout) -> anyhow::Result<()> {
+    layout.check()?;
+    let pki = tempfile::tempdir()?;
+    let counters = Arc::new(Counters::default());
+    let mut servers = Vec::with_capacity(layout.servers);
+    let mut ports = Vec::with_capacity(layout.servers);
+    let mut ns = None;
+    for s in 0..layout.servers {
+        let (spec, ids) = spec(&layout, s, pki.path());
+        let server = RunningServer::start(spec).await?;
+        anyhow::ensure!(
+            ns.is_none_or(|n| n == server.namespace_index()),
+            "the servers' namespace indexes differ"
+        );
+        ns = Some(server.namespace_index());
+        ports.push(server.local_addr().port().to_string());
+        let phase = Duration::from_secs(1) / (layout.slices * layout.servers) as u32 * s as u32;
+        tokio::spawn(pump(
+            server.updater(),
+            ids,
+            layout.slices,
+            phase,
+            counters.clone(),
+        ));
+        servers.push(server);
+    }
+    println!("ready {} {}", ns.unwrap_or(0), ports.join(" "));
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        if line.trim() == "stats" {
+            let c = &counters;
+            println!(
+                "stats {} {} {} {}",
+                c.updates.load(Ordering::Relaxed),
+                c.slices.load(Ordering::Relaxed),
+                c.slice_us_sum.load(Ordering::Relaxed),
+                c.slice_us_max.swap(0, Ordering::Relaxed)
+            );
+        }
+    }
+    for s in servers {
+        s.stop().await;
+    }
+    Ok(())
+}
+
+/// What the servers had done at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerStats {
+    pub updates: u64,
+    pub slices: u64,
+    pub slice_us_sum: u64,
+    /// The longest batch since the previous stats.
+    pub slice_us_max: u64,
+}
+
+/// The running child.
+pub struct Servers {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines<BufReader<ChildStdout>>,
+    pub pid: String,
+    /// The namespace index of the variables.
+    pub ns: u16,
+    pub ports: Vec<u16>,
+}
+
+impl Servers {
+    /// Starts the child (this same binary, `opcua-servers`) and waits until every
+    /// server listens; values change from then on.
+    pub async fn spawn(layout: &Layout) -> anyhow::Result<Servers> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["opcua-servers", "--items", &layout.items.to_string()])
+            .args(["--devices", &layout.devices.to_string()])
+            .args(["--servers", &layout.servers.to_string()])
+            .args(["--slices", &layout.slices.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child.id().map(|i| i.to_string()).unwrap_or_default();
+        let stdin = child.stdin.take();
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+        let mut stdout = BufReader::new(stdout).lines();
+        let line = stdout.next_line().await?.unwrap_or_default();
+        let mut f = line
+            .strip_prefix("ready ")
+            .ok_or_else(|| anyhow::anyhow!("OPC UA servers did not start: {line:?}"))?
+            .split_whitespace()
+            .map(str::parse::<u16>);
+        let ns = f
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("no namespace in {line:?}"))??;
+        let ports = f.collect::<Result<Vec<u16>, _>>()?;
+        anyhow::ensure!(
+            ports.len() == layout.servers,
+            "OPC UA servers answered {line:?}"
+        );
+        Ok(Servers {
+            child,
+            stdin,
+            stdout,
+            pid,
+            ns,
+            ports,
+        })
+    }
+
+    pub async fn stats(&mut self) -> anyhow::Result<ServerStats> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("OPC UA servers stopped"))?;
+        stdin.write_all(b"stats\n").await?;
+        stdin.flush().await?;
+        let line = self.stdout.next_line().await?.unwrap_or_default();
+        let f: Vec<u64> = line
+            .strip_prefix("stats ")
+            .ok_or_else(|| anyhow::anyhow!("OPC UA servers answered {line:?}"))?
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        match f[..] {
+            [updates, slices, slice_us_sum, slice_us_max] => Ok(ServerStats {
+                updates,
+                slices,
+                slice_us_sum,
+                slice_us_max,
+            }),
+            _ => anyhow::bail!("OPC UA servers answered {line:?}"),
+        }
+    }
+
+    /// Closes the child's stdin (it stops its servers and exits), or kills it after
+    /// 15 s.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        drop(self.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .is_err()
+        {
+            self.child.kill().await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_spread_over_devices_and_servers() {
+        let l = Layout {
+            items: 103,
+            devices: 10,
+            servers: 3,
+            slices: 10,
+        };
+        l.check().expect("a valid layout");
+        assert_eq!((0..10).map(|d| l.items_of(d)).sum::<usize>(), 103);
+        assert_eq!((l.items_of(0), l.items_of(3)), (11, 10));
+        assert_eq!(l.server_of(4), 1);
+        let (spec, ids) = spec(&l, 1, std::path::Path::new("/tmp/x"));
+        // Devices 1, 4 and 7: 11 + 10 + 10 values and a writable variable each.
+        assert_eq!(ids.len(), 31);
+        assert_eq!(spec.variables.len(), 34);
+        assert!(
+            Layout {
+                devices: 21,
+                servers: 1,
+                ..l
+            }
+            .check()
+            .is_err()
+        );
+    }
+}
