@@ -11,6 +11,8 @@ mod common;
 mod faults;
 #[path = "dnp3/polls.rs"]
 mod polls;
+#[path = "dnp3/tls.rs"]
+mod tls;
 
 pub use common::site::{Site, WAIT, error_code, quality, start, tag, value};
 use thermacore::drivers::dnp3::PointKind;

@@ -81,6 +81,17 @@ pub struct OutstationSpec {
     pub event_buffer: u16,
     /// Report events unsolicited when the master enables it.
     pub unsolicited: bool,
+    /// TLS (1.2+) with a full PKI: masters must present a certificate that `ca`
+    /// signed.
+    pub tls: Option<OutstationTls>,
+}
+
+/// The outstation's TLS files (PEM paths).
+#[derive(Debug, Clone)]
+pub struct OutstationTls {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 impl OutstationSpec {
@@ -92,6 +103,7 @@ impl OutstationSpec {
             points,
             event_buffer: 100,
             unsolicited: true,
+            tls: None,
         }
     }
 }
@@ -199,7 +211,21 @@ impl RunningOutstation {
         // The crate binds itself: hand it the port just found free.
         drop(listener);
         let controls = Arc::new(Mutex::new(Controls::default()));
-        let mut server = Server::new_tcp_server(LinkErrorMode::Close, local);
+        let mut server = match &spec.tls {
+            None => Server::new_tcp_server(LinkErrorMode::Close, local),
+            Some(t) => {
+                let tls = dnp3::tcp::tls::TlsServerConfig::full_pki(
+                    None,
+                    &t.ca,
+                    &t.cert,
+                    &t.key,
+                    None,
+                    dnp3::tcp::tls::MinTlsVersion::V12,
+                )
+                .map_err(|e| OutstationError::Config(format!("TLS files: {e}")))?;
+                Server::new_tls_server(LinkErrorMode::Close, local, tls)
+            }
+        };
         let handle = server
             .add_outstation(
                 config,
