@@ -8,6 +8,20 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 
+/// The secret key the TLS suites seal device key files with (the one of
+/// `tests/device_secrets.rs`).
+pub const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// A device's `[tenants.devices.security]` table: TLS required, with these files.
+pub fn security(ca: &Path, cert: &Path, key: &Path) -> String {
+    format!(
+        "[tenants.devices.security]\nrequire_tls = true\ntls = {{ ca_file = \"{}\", cert_file = \"{}\", key_file = \"{}\" }}\n",
+        ca.display(),
+        cert.display(),
+        key.display()
+    )
+}
+
 /// Writes `pem` as `dir/name`.
 pub fn write(dir: &Path, name: &str, pem: &str) -> PathBuf {
     let p = dir.join(name);

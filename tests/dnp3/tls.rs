@@ -2,27 +2,13 @@
 //! that checks masters against its CA; a master certificate from another CA is
 //! turned away.
 
-use std::path::Path;
-
 use rcgen::ExtendedKeyUsagePurpose;
 use serde_json::json;
 use thermacore::drivers::dnp3::outstation::OutstationTls;
 
 use super::{device, feeder_points, outstation_with, tag, value};
-use crate::common::pki::{authority, issue};
+use crate::common::pki::{KEY, authority, issue, security};
 use crate::common::server::eventually;
-
-/// The same key as `tests/device_secrets.rs`: the device's key file is a secret.
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-fn security(ca: &Path, cert: &Path, key: &Path) -> String {
-    format!(
-        "[tenants.devices.security]\nrequire_tls = true\ntls = {{ ca_file = \"{}\", cert_file = \"{}\", key_file = \"{}\" }}\n",
-        ca.display(),
-        cert.display(),
-        key.display()
-    )
-}
 
 #[tokio::test]
 async fn a_device_reads_over_tls_and_a_foreign_master_is_refused() {

@@ -2,8 +2,6 @@
 //! from a rodbus TLS server that checks clients against its CA; a client certificate
 //! from another CA, or a server certificate without the expected name, is turned away.
 
-use std::path::Path;
-
 use rcgen::ExtendedKeyUsagePurpose;
 use rodbus::server::{
     AddressFilter, CertificateMode, MinTlsVersion, RequestHandler, ServerHandlerMap,
@@ -15,20 +13,7 @@ use thermacore::drivers::modbus::plc::Bank;
 use tokio::net::TcpListener;
 
 use super::{device, start_with, tag};
-use crate::common::pki::{authority, issue};
-
-/// The same key as `tests/device_secrets.rs`: the device's key file is a secret.
-const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-
-/// The `[tenants.devices.security]` table of a device.
-fn security(ca: &Path, cert: &Path, key: &Path) -> String {
-    format!(
-        "[tenants.devices.security]\nrequire_tls = true\ntls = {{ ca_file = \"{}\", cert_file = \"{}\", key_file = \"{}\" }}\n",
-        ca.display(),
-        cert.display(),
-        key.display()
-    )
-}
+use crate::common::pki::{KEY, authority, issue, security};
 
 #[tokio::test]
 async fn a_device_reads_over_modbus_tcp_security_and_a_foreign_client_is_refused() {

@@ -27,8 +27,8 @@ use crate::drivers::{Driver, DriverSink, Error, PlanSummary, WriteReport};
 use crate::telemetry::names;
 
 struct Conn {
-    /// Held so that the channel's task lives (it ends when every handle is dropped).
-    _channel: MasterChannel,
+    /// The channel's task lives while a handle does (it ends when every one is dropped).
+    channel: MasterChannel,
     association: AssociationHandle,
     health: Arc<Health>,
     tasks: Vec<JoinHandle<()>>,
@@ -46,7 +46,7 @@ pub struct Dnp3Driver {
     config: Arc<Dnp3Config>,
     security: OpenedSecurity,
     tags: Vec<(Tag, PointAddress)>,
-    outputs: HashMap<TagId, (Tag, PointAddress)>,
+    outputs: HashMap<TagId, PointAddress>,
     conn: Option<Conn>,
 }
 
@@ -307,7 +307,7 @@ impl Driver for Dnp3Driver {
                     reason,
                 })?;
             if t.spec.writable {
-                outputs.insert(t.id, (t.clone(), a.clone()));
+                outputs.insert(t.id, a.clone());
             }
             parsed.push((t.clone(), a));
         }
@@ -403,7 +403,7 @@ impl Driver for Dnp3Driver {
             .map_err(|_| Error::Disconnected("the DNP3 master channel stopped".into()))?;
         tracing::debug!(device = %self.label(), "DNP3 master enabled");
         self.conn = Some(Conn {
-            _channel: channel,
+            channel,
             association,
             health,
             tasks,
@@ -412,12 +412,11 @@ impl Driver for Dnp3Driver {
     }
 
     async fn write(&mut self, tag: &Tag, value: &Value) -> Result<WriteReport, Error> {
-        let (_, point) = self
+        let point = self
             .outputs
             .get(&tag.id)
-            .cloned()
             .ok_or_else(|| Error::NotWritable(tag.spec.name.clone()))?;
-        let headers = command::headers(tag, &point, value)?;
+        let headers = command::headers(tag, point, value)?;
         let (mode, mode_label) = match point.mode {
             CommandMode::SelectBeforeOperate => {
                 (dnp3::master::CommandMode::SelectBeforeOperate, "sbo")
@@ -458,11 +457,9 @@ impl Driver for Dnp3Driver {
     }
 
     async fn disconnect(&mut self) {
+        // Dropping the connection aborts its poll tasks.
         if let Some(mut conn) = self.conn.take() {
-            for t in conn.tasks.drain(..) {
-                t.abort();
-            }
-            let _ = conn._channel.disable().await;
+            let _ = conn.channel.disable().await;
         }
     }
 }

@@ -155,7 +155,6 @@ pub struct RunningOutstation {
 pub struct Points {
     handle: OutstationHandle,
     controls: Arc<Mutex<Controls>>,
-    encodings: Arc<HashMap<(PointKind, u16), Encoding>>,
 }
 
 impl std::ops::Deref for RunningOutstation {
@@ -196,23 +195,9 @@ impl RunningOutstation {
         } else {
             dnp3::outstation::Feature::Disabled
         };
-        let listener = tokio::net::TcpListener::bind(spec.listen)
-            .await
-            .map_err(|source| OutstationError::Listen {
-                addr: spec.listen,
-                source,
-            })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| OutstationError::Listen {
-                addr: spec.listen,
-                source,
-            })?;
-        // The crate binds itself: hand it the port just found free.
-        drop(listener);
         let controls = Arc::new(Mutex::new(Controls::default()));
         let mut server = match &spec.tls {
-            None => Server::new_tcp_server(LinkErrorMode::Close, local),
+            None => Server::new_tcp_server(LinkErrorMode::Close, spec.listen),
             Some(t) => {
                 let tls = dnp3::tcp::tls::TlsServerConfig::full_pki(
                     None,
@@ -223,7 +208,7 @@ impl RunningOutstation {
                     dnp3::tcp::tls::MinTlsVersion::V12,
                 )
                 .map_err(|e| OutstationError::Config(format!("TLS files: {e}")))?;
-                Server::new_tls_server(LinkErrorMode::Close, local, tls)
+                Server::new_tls_server(LinkErrorMode::Close, spec.listen, tls)
             }
         };
         let handle = server
@@ -238,12 +223,6 @@ impl RunningOutstation {
                 AddressFilter::Any,
             )
             .map_err(|e| OutstationError::Config(format!("{e:?}")))?;
-        let encodings = Arc::new(
-            spec.points
-                .iter()
-                .map(|p| ((p.kind, p.index), p.encoding))
-                .collect(),
-        );
         handle.transaction(|db| {
             for p in &spec.points {
                 add(db, p);
@@ -253,17 +232,15 @@ impl RunningOutstation {
             .bind()
             .await
             .map_err(|source| OutstationError::Listen {
-                addr: local,
+                addr: spec.listen,
                 source,
             })?;
+        // Bound to port 0, the server reports the port it got.
+        let addr = server.local_addr().unwrap_or(spec.listen);
         Ok(RunningOutstation {
-            points: Points {
-                handle,
-                controls,
-                encodings,
-            },
+            points: Points { handle, controls },
             server: Some(server),
-            addr: local,
+            addr,
         })
     }
 
@@ -361,14 +338,6 @@ impl Points {
     /// The commands operated so far, oldest first.
     pub fn commands(&self) -> Vec<ReceivedCommand> {
         lock(&self.controls).received.clone()
-    }
-
-    /// How the point's values are encoded.
-    pub fn encoding(&self, kind: PointKind, index: u16) -> Encoding {
-        self.encodings
-            .get(&(kind, index))
-            .copied()
-            .unwrap_or_default()
     }
 }
 
