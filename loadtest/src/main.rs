@@ -3,6 +3,7 @@
 //! prints one line of figures; run several times and quote medians.
 
 mod auth;
+mod child;
 mod idle;
 mod inmem;
 mod modbus;

@@ -10,14 +10,13 @@
 //! their payload bytes and the connection errors so far.
 
 use std::fmt::Write as _;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::child::ChildPeer;
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, MqttOptions, Outgoing, QoS};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// How the publishers are set up (the child's flags).
 #[derive(Debug, Clone)]
@@ -190,9 +189,7 @@ pub struct PubStats {
 
 /// The running child.
 pub struct Publishers {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Lines<BufReader<ChildStdout>>,
+    peer: ChildPeer,
     pub pid: String,
 }
 
@@ -200,70 +197,45 @@ impl Publishers {
     /// Starts the child (this same binary, `mqtt-publishers`) and waits until every
     /// connection is up; it publishes from then on.
     pub async fn spawn(load: &Load) -> anyhow::Result<Publishers> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["mqtt-publishers", "--host", &load.host])
-            .args(["--port", &load.port.to_string()])
-            .args(["--prefix", &load.prefix])
-            .args(["--devices", &load.devices.to_string()])
-            .args(["--tags", &load.tags.to_string()])
-            .args(["--rate", &load.rate.to_string()])
-            .args(["--qos", &load.qos.to_string()])
-            .args(["--per-client", &load.per_client.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let pid = child.id().map(|i| i.to_string()).unwrap_or_default();
-        let stdin = child.stdin.take();
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let mut stdout = BufReader::new(stdout).lines();
-        let line = stdout.next_line().await?.unwrap_or_default();
+        let args = [
+            "mqtt-publishers".to_string(),
+            "--host".into(),
+            load.host.clone(),
+            "--port".into(),
+            load.port.to_string(),
+            "--prefix".into(),
+            load.prefix.clone(),
+            "--devices".into(),
+            load.devices.to_string(),
+            "--tags".into(),
+            load.tags.to_string(),
+            "--rate".into(),
+            load.rate.to_string(),
+            "--qos".into(),
+            load.qos.to_string(),
+            "--per-client".into(),
+            load.per_client.to_string(),
+        ];
+        let (peer, line) = ChildPeer::spawn("publishers", &args).await?;
         anyhow::ensure!(line == "ready", "publishers did not start: {line:?}");
-        Ok(Publishers {
-            child,
-            stdin,
-            stdout,
-            pid,
-        })
+        let pid = peer.pid.clone();
+        Ok(Publishers { peer, pid })
     }
 
     pub async fn stats(&mut self) -> anyhow::Result<PubStats> {
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| anyhow::anyhow!("publishers stopped"))?;
-        stdin.write_all(b"stats\n").await?;
-        stdin.flush().await?;
-        let line = self.stdout.next_line().await?.unwrap_or_default();
-        let f: Vec<u64> = line
-            .strip_prefix("stats ")
-            .ok_or_else(|| anyhow::anyhow!("publishers answered {line:?}"))?
-            .split_whitespace()
-            .map(str::parse)
-            .collect::<Result<_, _>>()?;
-        match f[..] {
+        match self.peer.stats().await?[..] {
             [published, bytes, errors] => Ok(PubStats {
                 published,
                 bytes,
                 errors,
             }),
-            _ => anyhow::bail!("publishers answered {line:?}"),
+            ref other => anyhow::bail!("publishers answered {other:?}"),
         }
     }
 
     /// Closes the child's stdin (it disconnects and exits), or kills it after 10 s.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        drop(self.stdin.take());
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            self.child.kill().await?;
-        }
-        Ok(())
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.peer.stop(Duration::from_secs(10)).await
     }
 }
 

@@ -12,17 +12,16 @@
 //! with `stats UPDATES SLICES SLICE_US_SUM SLICE_US_MAX`: the values set so far, the
 //! batches, the time spent applying them, and the longest batch since the last `stats`.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::child::ChildPeer;
 use opcua::types::Variant;
 use thermacore::drivers::opcua::server::{
     RunningServer, ServerLimits, ServerSpec, Updater, VariableSpec,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The variables' namespace.
 pub const NAMESPACE: &str = "urn:thermacore:loadtest";
@@ -222,9 +221,7 @@ pub struct ServerStats {
 
 /// The running child.
 pub struct Servers {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Lines<BufReader<ChildStdout>>,
+    peer: ChildPeer,
     pub pid: String,
     /// The namespace index of the variables.
     pub ns: u16,
@@ -235,23 +232,18 @@ impl Servers {
     /// Starts the child (this same binary, `opcua-servers`) and waits until every
     /// server listens; values change from then on.
     pub async fn spawn(layout: &Layout) -> anyhow::Result<Servers> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["opcua-servers", "--items", &layout.items.to_string()])
-            .args(["--devices", &layout.devices.to_string()])
-            .args(["--servers", &layout.servers.to_string()])
-            .args(["--slices", &layout.slices.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let pid = child.id().map(|i| i.to_string()).unwrap_or_default();
-        let stdin = child.stdin.take();
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let mut stdout = BufReader::new(stdout).lines();
-        let line = stdout.next_line().await?.unwrap_or_default();
+        let args = [
+            "opcua-servers".to_string(),
+            "--items".into(),
+            layout.items.to_string(),
+            "--devices".into(),
+            layout.devices.to_string(),
+            "--servers".into(),
+            layout.servers.to_string(),
+            "--slices".into(),
+            layout.slices.to_string(),
+        ];
+        let (peer, line) = ChildPeer::spawn("OPC UA servers", &args).await?;
         let mut f = line
             .strip_prefix("ready ")
             .ok_or_else(|| anyhow::anyhow!("OPC UA servers did not start: {line:?}"))?
@@ -265,10 +257,9 @@ impl Servers {
             ports.len() == layout.servers,
             "OPC UA servers answered {line:?}"
         );
+        let pid = peer.pid.clone();
         Ok(Servers {
-            child,
-            stdin,
-            stdout,
+            peer,
             pid,
             ns,
             ports,
@@ -276,41 +267,21 @@ impl Servers {
     }
 
     pub async fn stats(&mut self) -> anyhow::Result<ServerStats> {
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| anyhow::anyhow!("OPC UA servers stopped"))?;
-        stdin.write_all(b"stats\n").await?;
-        stdin.flush().await?;
-        let line = self.stdout.next_line().await?.unwrap_or_default();
-        let f: Vec<u64> = line
-            .strip_prefix("stats ")
-            .ok_or_else(|| anyhow::anyhow!("OPC UA servers answered {line:?}"))?
-            .split_whitespace()
-            .map(str::parse)
-            .collect::<Result<_, _>>()?;
-        match f[..] {
+        match self.peer.stats().await?[..] {
             [updates, slices, slice_us_sum, slice_us_max] => Ok(ServerStats {
                 updates,
                 slices,
                 slice_us_sum,
                 slice_us_max,
             }),
-            _ => anyhow::bail!("OPC UA servers answered {line:?}"),
+            ref other => anyhow::bail!("OPC UA servers answered {other:?}"),
         }
     }
 
     /// Closes the child's stdin (it stops its servers and exits), or kills it after
     /// 15 s.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        drop(self.stdin.take());
-        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .is_err()
-        {
-            self.child.kill().await?;
-        }
-        Ok(())
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.peer.stop(Duration::from_secs(15)).await
     }
 }
 
