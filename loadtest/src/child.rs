@@ -3,6 +3,7 @@
 //! with numbers, and exits when its stdin closes.
 
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -70,5 +71,70 @@ impl ChildPeer {
             self.child.kill().await?;
         }
         Ok(())
+    }
+}
+
+/// What a child that sets values in batches ("slices") has done: counted by its
+/// tasks, reported by [`answer_stats`] as `stats UPDATES SLICES SLICE_US_SUM
+/// SLICE_US_MAX` (the values set so far, the batches, the time spent applying them,
+/// and the longest batch since the last `stats`).
+#[derive(Default)]
+pub struct SliceCounters {
+    updates: AtomicU64,
+    slices: AtomicU64,
+    slice_us_sum: AtomicU64,
+    slice_us_max: AtomicU64,
+}
+
+impl SliceCounters {
+    /// One batch of `values` values that took `us` microseconds to apply.
+    pub fn record(&self, values: usize, us: u64) {
+        self.updates.fetch_add(values as u64, Ordering::Relaxed);
+        self.slices.fetch_add(1, Ordering::Relaxed);
+        self.slice_us_sum.fetch_add(us, Ordering::Relaxed);
+        self.slice_us_max.fetch_max(us, Ordering::Relaxed);
+    }
+}
+
+/// In the child: answers every `stats` line of stdin with the counters, until stdin
+/// closes.
+pub async fn answer_stats(c: &SliceCounters) -> std::io::Result<()> {
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        if line.trim() == "stats" {
+            println!(
+                "stats {} {} {} {}",
+                c.updates.load(Ordering::Relaxed),
+                c.slices.load(Ordering::Relaxed),
+                c.slice_us_sum.load(Ordering::Relaxed),
+                c.slice_us_max.swap(0, Ordering::Relaxed)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The counters of a [`SliceCounters`] child at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SliceStats {
+    pub updates: u64,
+    pub slices: u64,
+    pub slice_us_sum: u64,
+    /// The longest batch since the previous stats.
+    pub slice_us_max: u64,
+}
+
+impl ChildPeer {
+    /// Asks a [`SliceCounters`] child for its counters.
+    pub async fn slice_stats(&mut self) -> anyhow::Result<SliceStats> {
+        match self.stats().await?[..] {
+            [updates, slices, slice_us_sum, slice_us_max] => Ok(SliceStats {
+                updates,
+                slices,
+                slice_us_sum,
+                slice_us_max,
+            }),
+            ref other => anyhow::bail!("{} answered {other:?}", self.what),
+        }
     }
 }

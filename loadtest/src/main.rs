@@ -4,6 +4,8 @@
 
 mod auth;
 mod child;
+mod dnp3;
+mod dnp3_outstations;
 mod idle;
 mod inmem;
 mod modbus;
@@ -17,6 +19,7 @@ mod opcua;
 mod opcua_plant;
 mod opcua_server;
 mod persisted;
+mod plant_server;
 mod prom;
 mod world;
 
@@ -223,6 +226,49 @@ enum Scenario {
         #[arg(long)]
         slices: usize,
     },
+    /// DNP3 outstations (a child process) whose analog inputs change at a share per
+    /// second, reported unsolicited to a real server started in-process (one master
+    /// channel per outstation), with direct and SBO commands through the API: rates,
+    /// CPU of both processes, memory, event-to-cache latency and the command round
+    /// trips. Its figures are not for publication (the dnp3 crate's licence).
+    Dnp3 {
+        #[arg(long, default_value_t = 200)]
+        outstations: usize,
+        /// Analog inputs per outstation (one f64 tag each).
+        #[arg(long, default_value_t = 500)]
+        points: u16,
+        /// Share of the points changing per second.
+        #[arg(long, default_value_t = 0.1)]
+        change: f64,
+        /// Update batches per second and outstation.
+        #[arg(long, default_value_t = 10)]
+        slices: usize,
+        /// Length of the measured window, after the warm-up.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Seconds between the integrity polls done and the measured window.
+        #[arg(long, default_value_t = 10)]
+        warmup: u64,
+        /// Sequential writeTag requests per second of each operator (one sends
+        /// direct operates, one select-before-operate).
+        #[arg(long, default_value_t = 10.0)]
+        writes_per_sec: f64,
+        /// What the historian does with the samples (see `modbus::StoreMode`).
+        #[arg(long, value_enum, default_value_t = modbus::StoreMode::None)]
+        store: modbus::StoreMode,
+    },
+    /// The outstations of the `dnp3` scenario (started by it as a child process).
+    #[command(hide = true)]
+    Dnp3Outstations {
+        #[arg(long)]
+        outstations: usize,
+        #[arg(long)]
+        points: u16,
+        #[arg(long)]
+        change: f64,
+        #[arg(long)]
+        slices: usize,
+    },
     /// The security path of one API request: JWT verification, revocation gate, rate
     /// limiters.
     Auth {
@@ -386,6 +432,44 @@ fn main() -> anyhow::Result<()> {
                     items,
                     devices,
                     servers,
+                    slices,
+                })
+                .await
+            }
+            Scenario::Dnp3 {
+                outstations,
+                points,
+                change,
+                slices,
+                seconds,
+                warmup,
+                writes_per_sec,
+                store,
+            } => {
+                dnp3::run(dnp3::Params {
+                    layout: dnp3_outstations::Layout {
+                        outstations,
+                        points,
+                        change,
+                        slices,
+                    },
+                    seconds,
+                    warmup,
+                    writes_per_sec,
+                    store,
+                })
+                .await
+            }
+            Scenario::Dnp3Outstations {
+                outstations,
+                points,
+                change,
+                slices,
+            } => {
+                dnp3_outstations::serve(dnp3_outstations::Layout {
+                    outstations,
+                    points,
+                    change,
                     slices,
                 })
                 .await

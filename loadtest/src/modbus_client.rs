@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::world::{cpu_ticks, machine_busy_ticks, thread_ticks};
+use crate::world::{TICKS_PER_SEC, cpu_ticks, machine_busy_ticks, thread_ticks};
 
 /// A server under test started in-process: its client (logged in), the sender that
 /// stops it and its task.
@@ -257,4 +257,53 @@ pub fn pct(sorted: &[f64], q: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i]
+}
+
+/// The window between two snapshots: rates of counters, quantiles of histograms and
+/// CPU over it.
+pub struct Window<'a> {
+    pub s0: &'a Snapshot,
+    pub s1: &'a Snapshot,
+    pub seconds: f64,
+}
+
+impl<'a> Window<'a> {
+    pub fn new(s0: &'a Snapshot, s1: &'a Snapshot) -> Self {
+        let seconds = (s1.at - s0.at).as_secs_f64();
+        Window { s0, s1, seconds }
+    }
+
+    /// How much counter `name` (series matching `labels`) grew.
+    pub fn count(&self, name: &str, labels: &str) -> f64 {
+        crate::prom::sum(&self.s1.metrics, name, labels)
+            - crate::prom::sum(&self.s0.metrics, name, labels)
+    }
+
+    /// [`Window::count`] per second.
+    pub fn rate(&self, name: &str, labels: &str) -> f64 {
+        self.count(name, labels) / self.seconds
+    }
+
+    /// Quantile `q` of histogram `name` over the window, in ms (NaN: no observation).
+    pub fn quantile_ms(&self, name: &str, labels: &str, q: f64) -> f64 {
+        let b0 = crate::prom::buckets(&self.s0.metrics, name, labels);
+        let b1 = crate::prom::buckets(&self.s1.metrics, name, labels);
+        crate::prom::quantile(&b0, &b1, q).map_or(f64::NAN, |s| s * 1000.0)
+    }
+
+    /// A gauge at the end of the window.
+    pub fn gauge(&self, name: &str) -> f64 {
+        crate::prom::sum(&self.s1.metrics, name, "")
+    }
+
+    /// Cores used by this process, by the child and by the whole machine.
+    pub fn cores(&self) -> (f64, f64, f64) {
+        let c = |a: u64, b: u64| b.saturating_sub(a) as f64 / TICKS_PER_SEC / self.seconds;
+        let (s0, s1) = (self.s0, self.s1);
+        (
+            c(s0.cpu, s1.cpu),
+            c(s0.sim_cpu, s1.sim_cpu),
+            c(s0.machine, s1.machine),
+        )
+    }
 }

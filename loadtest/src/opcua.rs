@@ -25,10 +25,12 @@
 
 use std::time::{Duration, Instant};
 
+use crate::child::SliceStats;
 use crate::modbus::StoreMode;
-use crate::modbus_client::{Snapshot, pct, snapshot, write_load};
-use crate::opcua_plant::{Ages, Server, TENANT};
-use crate::opcua_server::{Layout, ServerStats, Servers};
+use crate::modbus_client::{Snapshot, Window, pct, snapshot, write_load};
+use crate::opcua_plant;
+use crate::opcua_server::{Layout, Servers};
+use crate::plant_server::{Ages, TENANT, sorted, spread};
 use crate::prom;
 use crate::world::{TICKS_PER_SEC, peak_rss_kib, rss_kib, rss_kib_of};
 
@@ -52,59 +54,17 @@ fn yes(b: bool) -> &'static str {
 }
 
 /// Waits until every tag is a monitored item and data changes arrive.
-async fn wait_monitored(server: &Server, want: usize) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let m = server.client.metrics().await?;
-        let monitored = prom::sum(&m, MONITORED, "");
-        if monitored as usize >= want && prom::sum(&m, DATA_CHANGES, "") > 0.0 {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{monitored} of {want} items monitored after 300 s"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Probes the cache's latencies once a second until `until`.
-async fn probes(server: &Server, until: Instant) -> (Ages, u64) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut ages, mut errors) = (Ages::default(), 0);
-    for n in 0usize.. {
-        tick.tick().await;
-        if Instant::now() >= until {
-            break;
-        }
-        if let Err(e) = server.probe(n, &mut ages).await {
-            if errors == 0 {
-                eprintln!("first failed probe: {e}");
+async fn wait_monitored(server: &crate::plant_server::Server, want: usize) -> anyhow::Result<()> {
+    server
+        .wait_metrics(Duration::from_secs(300), |m| {
+            let monitored = prom::sum(m, MONITORED, "");
+            if monitored as usize >= want && prom::sum(m, DATA_CHANGES, "") > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{monitored} of {want} items monitored"))
             }
-            errors += 1;
-        }
-    }
-    (ages, errors)
-}
-
-/// How many of `ms` fall in each range (a Nagle / delayed-ACK stall shows as a
-/// cluster at 40 ms and above).
-fn spread(ms: &[f64]) -> String {
-    let bounds = [2.0, 5.0, 10.0, 20.0, 35.0, 50.0, 100.0, f64::INFINITY];
-    let mut from = 0.0;
-    let mut out = Vec::new();
-    for b in bounds {
-        let n = ms.iter().filter(|v| **v >= from && **v < b).count();
-        out.push(format!("{from}-{b}:{n}"));
-        from = b;
-    }
-    out.join(" ")
-}
-
-fn sorted(mut v: Vec<f64>) -> Vec<f64> {
-    v.sort_by(f64::total_cmp);
-    v
+        })
+        .await
 }
 
 pub async fn run(p: Params) -> anyhow::Result<()> {
@@ -126,7 +86,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         servers.ns,
         setup.elapsed().as_secs_f64()
     );
-    let server = Server::start(&l, &servers, p.publish_ms, p.store).await?;
+    let server = opcua_plant::start(&l, &servers, p.publish_ms, p.store).await?;
     let online = setup.elapsed().as_secs_f64();
     wait_monitored(&server, l.items + l.devices).await?;
     eprintln!(
@@ -141,8 +101,13 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     let s0 = snapshot(&server.client, &pid).await?;
     let until = s0.at + Duration::from_secs(p.seconds);
     let ((took, write_errors), (ages, probe_errors)) = tokio::join!(
-        write_load(&server.client, &server.writable, p.writes_per_sec, until),
-        probes(&server, until),
+        write_load(
+            &server.client,
+            server.writable("w"),
+            p.writes_per_sec,
+            until
+        ),
+        server.probes(until),
     );
     let s1 = snapshot(&server.client, &pid).await?;
     let st1 = servers.stats().await?;
@@ -175,24 +140,17 @@ fn report(
     p: &Params,
     s0: &Snapshot,
     s1: &Snapshot,
-    (st0, st1): (&ServerStats, &ServerStats),
+    (st0, st1): (&SliceStats, &SliceStats),
     ages: &Ages,
     took: &[f64],
     write_errors: u64,
 ) {
     let l = &p.layout;
-    let el = (s1.at - s0.at).as_secs_f64();
-    let delta = |name: &str, labels: &str| {
-        (prom::sum(&s1.metrics, name, labels) - prom::sum(&s0.metrics, name, labels)) / el
-    };
-    let hist_q = |name: &str, labels: &str, q: f64| {
-        let b0 = prom::buckets(&s0.metrics, name, labels);
-        let b1 = prom::buckets(&s1.metrics, name, labels);
-        prom::quantile(&b0, &b1, q).map_or(f64::NAN, |s| s * 1000.0)
-    };
-    let cores = |a: u64, b: u64| b.saturating_sub(a) as f64 / TICKS_PER_SEC / el;
-    let (tc, sc) = (cores(s0.cpu, s1.cpu), cores(s0.sim_cpu, s1.sim_cpu));
-    let machine = cores(s0.machine, s1.machine);
+    let w = Window::new(s0, s1);
+    let el = w.seconds;
+    let delta = |name: &str, labels: &str| w.rate(name, labels);
+    let hist_q = |name: &str, labels: &str, q: f64| w.quantile_ms(name, labels, q);
+    let (tc, sc, machine) = w.cores();
 
     let target = l.items as f64;
     let offered = st1.updates.saturating_sub(st0.updates) as f64 / el;
@@ -235,7 +193,6 @@ fn report(
     let opcua = "protocol=\"opcua\"";
     let publish = "thermacore_opcua_publish_latency_seconds";
     let dev_write = "thermacore_device_write_duration_seconds";
-    let gauge = |name: &str| prom::sum(&s1.metrics, name, "");
     println!(
         "opcua items={} devices={} servers={} publish_ms={} store={} target_per_sec={target:.0} offered_per_sec={offered:.0} delivered_per_sec={delivered:.0} samples_per_sec={samples:.0} thermacore_cpu_cores={tc:.2} opcua_server_cpu_cores={sc:.2} rss_peak_mib={:.0} \
          latency_p50_ms={:.0} latency_p99_ms={:.0} publish_latency_p50_ms={:.2} publish_latency_p99_ms={:.2} write_p50_ms={:.2} write_p95_ms={:.2} write_p99_ms={:.2} write_max_ms={:.2} write_errors={write_errors} kept_up={} limit={limit} \
@@ -270,12 +227,12 @@ fn report(
         tc / (delivered / 100_000.0).max(1e-9),
         st1.slice_us_sum.saturating_sub(st0.slice_us_sum) as f64 / slices as f64 / 1000.0,
         st1.slice_us_max as f64 / 1000.0,
-        gauge(MONITORED),
+        w.gauge(MONITORED),
         // (+ 0.0: a gauge counted down to zero prints -0.)
-        gauge("thermacore_opcua_polled_nodes") + 0.0,
-        delta("thermacore_opcua_reconnects_total", "") * el,
-        delta("thermacore_opcua_service_errors_total", "") * el,
-        delta("thermacore_route_dropped_batches_total", "") * el,
+        w.gauge("thermacore_opcua_polled_nodes") + 0.0,
+        w.count("thermacore_opcua_reconnects_total", ""),
+        w.count("thermacore_opcua_service_errors_total", ""),
+        w.count("thermacore_route_dropped_batches_total", ""),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         machine - tc - sc,
     );

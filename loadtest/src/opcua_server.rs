@@ -13,15 +13,13 @@
 //! batches, the time spent applying them, and the longest batch since the last `stats`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::child::ChildPeer;
+use crate::child::{ChildPeer, SliceCounters, SliceStats, answer_stats};
 use opcua::types::Variant;
 use thermacore::drivers::opcua::server::{
     RunningServer, ServerLimits, ServerSpec, Updater, VariableSpec,
 };
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The variables' namespace.
 pub const NAMESPACE: &str = "urn:thermacore:loadtest";
@@ -88,14 +86,6 @@ pub fn writable_id(d: usize) -> String {
     format!("d{d}_w")
 }
 
-#[derive(Default)]
-struct Counters {
-    updates: AtomicU64,
-    slices: AtomicU64,
-    slice_us_sum: AtomicU64,
-    slice_us_max: AtomicU64,
-}
-
 /// Updates `ids` in `slices` batches a second, forever; `phase` delays the first batch
 /// (servers interleave their batches).
 async fn pump(
@@ -103,7 +93,7 @@ async fn pump(
     ids: Vec<String>,
     slices: usize,
     phase: Duration,
-    c: Arc<Counters>,
+    c: Arc<SliceCounters>,
 ) {
     let period = Duration::from_secs(1) / slices as u32;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
@@ -122,11 +112,7 @@ async fn pump(
                 .collect();
             let t0 = Instant::now();
             updater.set_values(&batch);
-            let us = t0.elapsed().as_micros() as u64;
-            c.updates.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            c.slices.fetch_add(1, Ordering::Relaxed);
-            c.slice_us_sum.fetch_add(us, Ordering::Relaxed);
-            c.slice_us_max.fetch_max(us, Ordering::Relaxed);
+            c.record(batch.len(), t0.elapsed().as_micros() as u64);
         }
     }
 }
@@ -166,7 +152,7 @@ fn spec(layout: &Layout, s: usize, pki: &std::path::Path) -> (ServerSpec, Vec<St
 pub async fn serve(layout: Layout) -> anyhow::Result<()> {
     layout.check()?;
     let pki = tempfile::tempdir()?;
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(SliceCounters::default());
     let mut servers = Vec::with_capacity(layout.servers);
     let mut ports = Vec::with_capacity(layout.servers);
     let mut ns = None;
@@ -190,33 +176,11 @@ pub async fn serve(layout: Layout) -> anyhow::Result<()> {
         servers.push(server);
     }
     println!("ready {} {}", ns.unwrap_or(0), ports.join(" "));
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Some(line) = lines.next_line().await? {
-        if line.trim() == "stats" {
-            let c = &counters;
-            println!(
-                "stats {} {} {} {}",
-                c.updates.load(Ordering::Relaxed),
-                c.slices.load(Ordering::Relaxed),
-                c.slice_us_sum.load(Ordering::Relaxed),
-                c.slice_us_max.swap(0, Ordering::Relaxed)
-            );
-        }
-    }
+    answer_stats(&counters).await?;
     for s in servers {
         s.stop().await;
     }
     Ok(())
-}
-
-/// What the servers had done at one moment.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ServerStats {
-    pub updates: u64,
-    pub slices: u64,
-    pub slice_us_sum: u64,
-    /// The longest batch since the previous stats.
-    pub slice_us_max: u64,
 }
 
 /// The running child.
@@ -266,16 +230,8 @@ impl Servers {
         })
     }
 
-    pub async fn stats(&mut self) -> anyhow::Result<ServerStats> {
-        match self.peer.stats().await?[..] {
-            [updates, slices, slice_us_sum, slice_us_max] => Ok(ServerStats {
-                updates,
-                slices,
-                slice_us_sum,
-                slice_us_max,
-            }),
-            ref other => anyhow::bail!("OPC UA servers answered {other:?}"),
-        }
+    pub async fn stats(&mut self) -> anyhow::Result<SliceStats> {
+        self.peer.slice_stats().await
     }
 
     /// Closes the child's stdin (it stops its servers and exits), or kills it after

@@ -268,35 +268,18 @@ impl Points {
     /// Sets a point's value (1/0 for binaries, the state code 0-3 for double-bits)
     /// with `flags`, stamped now; an event if it changed beyond the deadband.
     pub fn update(&self, kind: PointKind, index: u16, value: f64, flags: u8) {
+        self.update_many(&[(kind, index, value)], flags);
+    }
+
+    /// Sets several points' values in one transaction of the database (one stamp,
+    /// `flags` on all), as [`Points::update`] does for one.
+    pub fn update_many(&self, points: &[(PointKind, u16, f64)], flags: u8) {
         let flags = Flags::new(flags);
         let time = now();
         self.handle.transaction(|db| {
-            let o = UpdateOptions::detect_event();
-            let _ = match kind {
-                PointKind::BinaryInput => {
-                    db.update(index, &BinaryInput::new(value != 0.0, flags, time), o)
-                }
-                PointKind::DoubleBit => db.update(
-                    index,
-                    &DoubleBitBinaryInput::new(double_bit(value), flags, time),
-                    o,
-                ),
-                PointKind::BinaryOutput => db.update(
-                    index,
-                    &BinaryOutputStatus::new(value != 0.0, flags, time),
-                    o,
-                ),
-                PointKind::Counter => db.update(index, &Counter::new(value as u32, flags, time), o),
-                PointKind::FrozenCounter => {
-                    db.update(index, &FrozenCounter::new(value as u32, flags, time), o)
-                }
-                PointKind::AnalogInput => {
-                    db.update(index, &AnalogInput::new(value, flags, time), o)
-                }
-                PointKind::AnalogOutput => {
-                    db.update(index, &AnalogOutputStatus::new(value, flags, time), o)
-                }
-            };
+            for &(kind, index, value) in points {
+                set(db, kind, index, value, flags, time);
+            }
         });
     }
 
@@ -343,6 +326,32 @@ impl Points {
 
 fn lock(c: &Mutex<Controls>) -> std::sync::MutexGuard<'_, Controls> {
     c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Updates one point, detecting an event.
+fn set(db: &mut Database, kind: PointKind, index: u16, value: f64, flags: Flags, time: Time) {
+    let o = UpdateOptions::detect_event();
+    let _ = match kind {
+        PointKind::BinaryInput => db.update(index, &BinaryInput::new(value != 0.0, flags, time), o),
+        PointKind::DoubleBit => db.update(
+            index,
+            &DoubleBitBinaryInput::new(double_bit(value), flags, time),
+            o,
+        ),
+        PointKind::BinaryOutput => db.update(
+            index,
+            &BinaryOutputStatus::new(value != 0.0, flags, time),
+            o,
+        ),
+        PointKind::Counter => db.update(index, &Counter::new(value as u32, flags, time), o),
+        PointKind::FrozenCounter => {
+            db.update(index, &FrozenCounter::new(value as u32, flags, time), o)
+        }
+        PointKind::AnalogInput => db.update(index, &AnalogInput::new(value, flags, time), o),
+        PointKind::AnalogOutput => {
+            db.update(index, &AnalogOutputStatus::new(value, flags, time), o)
+        }
+    };
 }
 
 fn double_bit(v: f64) -> DoubleBit {
