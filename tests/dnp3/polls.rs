@@ -4,6 +4,7 @@
 
 use serde_json::json;
 use thermacore::drivers::dnp3::PointKind;
+use thermacore::drivers::dnp3::outstation::PointSpec;
 
 use super::{ONLINE, device, feeder, outstation, quality, start, tag, value};
 use crate::common::server::eventually;
@@ -162,4 +163,65 @@ async fn flags_become_qualities() {
     assert_eq!(value(&site.latest().await, "setpoint"), json!(12.0));
     // A device with Bad points still answers: it stays ONLINE.
     assert_eq!(site.state("rtu").await, "ONLINE");
+}
+
+#[tokio::test]
+async fn time_sync_answers_need_time_only_when_configured() {
+    let asks = || {
+        super::outstation_with(
+            vec![PointSpec::new(PointKind::AnalogInput, 0, 1, 1.0)],
+            |s| s.need_time = true,
+        )
+    };
+    let (lan, non_lan, none) = (asks().await, asks().await, asks().await);
+    let tags = |name: &str| [tag(&format!("v-{name}"), "ai:0", "f64", "")];
+    let site = start(
+        "dnp3-time",
+        &[
+            device(
+                "lan",
+                &lan.endpoint(),
+                ", time_sync = \"lan\"",
+                &tags("lan"),
+            ),
+            device(
+                "non-lan",
+                &non_lan.endpoint(),
+                ", time_sync = \"non_lan\"",
+                &tags("non-lan"),
+            ),
+            device(
+                "none",
+                &none.endpoint(),
+                ", time_sync = \"none\"",
+                &tags("none"),
+            ),
+        ],
+    )
+    .await;
+    for (name, o) in [("lan", &lan), ("non-lan", &non_lan)] {
+        eventually(super::WAIT, &format!("{name} writes the time"), || async {
+            !o.time_writes().is_empty()
+        })
+        .await;
+        // Loopback: the time written is the master's clock, which is the outstation's.
+        let w = o.time_writes()[0];
+        let off = w.written_ms.abs_diff(w.received_ms);
+        assert!(off < 1000, "{name}: time written {off} ms off");
+    }
+    site.wait_state("none", "ONLINE").await;
+    // NEED_TIME is on every response of `none`; a later event's response comes after
+    // the one a time sync would have followed.
+    none.update(PointKind::AnalogInput, 0, 2.0, ONLINE);
+    eventually(super::WAIT, "the event after NEED_TIME", || async {
+        value(&site.latest().await, "v-none") == json!(2.0)
+    })
+    .await;
+    assert_eq!(none.time_writes(), [], "time_sync = none wrote the time");
+    assert!(
+        site.s
+            .metric_sum("thermacore_dnp3_iin_total", "bit=\"need_time\"")
+            .await
+            >= 1.0
+    );
 }

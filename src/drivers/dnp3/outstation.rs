@@ -84,6 +84,8 @@ pub struct OutstationSpec {
     /// TLS (1.2+) with a full PKI: masters must present a certificate that `ca`
     /// signed.
     pub tls: Option<OutstationTls>,
+    /// Ask masters for the time (IIN1.4 NEED_TIME) until one writes it.
+    pub need_time: bool,
 }
 
 /// The outstation's TLS files (PEM paths).
@@ -104,6 +106,7 @@ impl OutstationSpec {
             event_buffer: 100,
             unsolicited: true,
             tls: None,
+            need_time: false,
         }
     }
 }
@@ -125,8 +128,19 @@ struct Controls {
     /// Outputs answering with a fixed status instead of operating.
     refuse: HashMap<(PointKind, u16), CommandStatus>,
     received: Vec<ReceivedCommand>,
+    /// NEED_TIME is set (until a master writes the time).
+    need_time: bool,
+    time_writes: Vec<TimeWrite>,
     /// Outputs selected and not yet operated.
     selected: Vec<(PointKind, u16)>,
+}
+
+/// A time a master wrote (time synchronisation), in ms since the epoch: the time
+/// written and when the outstation got it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWrite {
+    pub written_ms: u64,
+    pub received_ms: u64,
 }
 
 /// Errors starting an outstation.
@@ -195,7 +209,10 @@ impl RunningOutstation {
         } else {
             dnp3::outstation::Feature::Disabled
         };
-        let controls = Arc::new(Mutex::new(Controls::default()));
+        let controls = Arc::new(Mutex::new(Controls {
+            need_time: spec.need_time,
+            ..Controls::default()
+        }));
         let mut server = match &spec.tls {
             None => Server::new_tcp_server(LinkErrorMode::Close, spec.listen),
             Some(t) => {
@@ -214,7 +231,9 @@ impl RunningOutstation {
         let handle = server
             .add_outstation(
                 config,
-                Box::new(Application),
+                Box::new(Application {
+                    controls: controls.clone(),
+                }),
                 Box::new(Information),
                 Box::new(Handler {
                     controls: controls.clone(),
@@ -316,6 +335,11 @@ impl Points {
             Some(s) => c.refuse.insert((kind, index), s),
             None => c.refuse.remove(&(kind, index)),
         };
+    }
+
+    /// The times masters wrote so far, oldest first.
+    pub fn time_writes(&self) -> Vec<TimeWrite> {
+        lock(&self.controls).time_writes.clone()
     }
 
     /// The commands operated so far, oldest first.

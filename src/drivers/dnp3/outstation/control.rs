@@ -10,20 +10,35 @@ use dnp3::app::control::{
 use dnp3::app::measurement::{AnalogOutputStatus, BinaryOutputStatus, Flags};
 use dnp3::outstation::database::{DatabaseHandle, Get, Update, UpdateOptions};
 use dnp3::outstation::{
-    ControlHandler, ControlSupport, OperateType, OutstationApplication, OutstationInformation,
-    RequestError,
+    ApplicationIin, ControlHandler, ControlSupport, OperateType, OutstationApplication,
+    OutstationInformation, RequestError,
 };
 
-use super::{Controls, ReceivedCommand, lock, now};
+use super::{Controls, ReceivedCommand, TimeWrite, lock, now};
 use crate::drivers::dnp3::PointKind;
 
-/// The outstation's clock is the system clock: a time write is accepted (and the
-/// times it stamps stay the system's).
-pub(super) struct Application;
+/// The outstation's clock is the system clock: a time write is accepted and recorded
+/// (the times it stamps stay the system's), and clears NEED_TIME if it was asked for.
+pub(super) struct Application {
+    pub(super) controls: Arc<Mutex<Controls>>,
+}
 
 impl OutstationApplication for Application {
-    fn write_absolute_time(&mut self, _time: dnp3::app::Timestamp) -> Result<(), RequestError> {
+    fn write_absolute_time(&mut self, time: dnp3::app::Timestamp) -> Result<(), RequestError> {
+        let mut c = lock(&self.controls);
+        c.need_time = false;
+        c.time_writes.push(TimeWrite {
+            written_ms: time.raw_value(),
+            received_ms: now().timestamp().raw_value(),
+        });
         Ok(())
+    }
+
+    fn get_application_iin(&self) -> ApplicationIin {
+        ApplicationIin {
+            need_time: lock(&self.controls).need_time,
+            ..ApplicationIin::default()
+        }
     }
 }
 
