@@ -11,6 +11,7 @@
 //! - [`telemetry`]: tracing set-up and the metric name catalogue.
 
 pub mod actors;
+pub mod alarms;
 pub mod api;
 pub mod app;
 pub mod config;

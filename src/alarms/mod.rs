@@ -1,0 +1,7 @@
+//! Alarms (ISA-18.2): the state machine one alarm instance follows. Rules, their
+//! evaluation in the tenant's alert stream, persistence and the API build on it
+//! (issue 8, in steps).
+
+pub mod state;
+
+pub use state::{AlarmState, Command, Condition, StateError, Transition};
