@@ -136,8 +136,8 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     );
     tokio::time::sleep(Duration::from_secs(p.warmup)).await;
 
-    let pid = outstations.pid.clone();
-    let st0 = outstations.stats().await?;
+    let pid = outstations.peer.pid.clone();
+    let st0 = outstations.peer.slice_stats().await?;
     let s0 = snapshot(&server.client, &pid).await?;
     let until = s0.at + Duration::from_secs(p.seconds);
     let rate = p.writes_per_sec;
@@ -147,7 +147,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         server.probes(until),
     );
     let s1 = snapshot(&server.client, &pid).await?;
-    let st1 = outstations.stats().await?;
+    let st1 = outstations.peer.slice_stats().await?;
     let (rss, child_rss) = (rss_kib(), rss_kib_of(&pid));
     report(&p, (&s0, &s1), (&st0, &st1), &ages, (&direct, &sbo));
     eprintln!(
@@ -159,7 +159,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     eprintln!("direct round trips (ms, window): {}", spread(&direct.0));
     eprintln!("SBO round trips (ms, window): {}", spread(&sbo.0));
     server.stop().await;
-    outstations.stop().await
+    outstations.peer.stop(Duration::from_secs(15)).await
 }
 
 /// Prints the line of figures of one window.

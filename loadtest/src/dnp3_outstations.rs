@@ -18,21 +18,25 @@ use std::time::{Duration, Instant};
 use thermacore::drivers::dnp3::PointKind;
 use thermacore::drivers::dnp3::outstation::{OutstationSpec, PointSpec, Points, RunningOutstation};
 
-use crate::child::{ChildPeer, SliceCounters, SliceStats, answer_stats};
+use crate::child::{ChildPeer, SliceCounters, answer_stats};
 
 /// Events an outstation buffers per point type: several seconds of changes, so a
 /// master that falls behind shows as latency before it shows as overflow.
 const EVENT_BUFFER: u16 = 5000;
 
-/// How the points are laid out and changed (the child's flags).
-#[derive(Debug, Clone, Copy)]
+/// How the points are laid out and changed: flags of the scenario and of its child.
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Layout {
+    #[arg(long, default_value_t = 200)]
     pub outstations: usize,
-    /// Analog inputs per outstation.
+    /// Analog inputs per outstation (one f64 tag each).
+    #[arg(long, default_value_t = 500)]
     pub points: u16,
-    /// Share of the analog inputs changing per second.
+    /// Share of the points changing per second.
+    #[arg(long, default_value_t = 0.1)]
     pub change: f64,
-    /// Update batches per second (per outstation).
+    /// Update batches per second and outstation.
+    #[arg(long, default_value_t = 10)]
     pub slices: usize,
 }
 
@@ -131,8 +135,8 @@ pub async fn serve(l: Layout) -> anyhow::Result<()> {
 
 /// The running child.
 pub struct Outstations {
-    peer: ChildPeer,
-    pub pid: String,
+    /// The child (its pid, `slice_stats`, `stop`).
+    pub peer: ChildPeer,
     pub ports: Vec<u16>,
 }
 
@@ -162,18 +166,7 @@ impl Outstations {
             ports.len() == l.outstations,
             "DNP3 outstations answered {line:?}"
         );
-        let pid = peer.pid.clone();
-        Ok(Outstations { peer, pid, ports })
-    }
-
-    pub async fn stats(&mut self) -> anyhow::Result<SliceStats> {
-        self.peer.slice_stats().await
-    }
-
-    /// Closes the child's stdin (it stops its outstations and exits), or kills it
-    /// after 15 s.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        self.peer.stop(Duration::from_secs(15)).await
+        Ok(Outstations { peer, ports })
     }
 }
 

@@ -187,17 +187,8 @@ enum Scenario {
     /// device), with operator writes through the API: rates, CPU of both processes,
     /// memory, latency from source time to the cache, and the writeTag round trip.
     Opcua {
-        /// Double variables in all, spread over the devices; each changes once a second.
-        #[arg(long, default_value_t = 100_000)]
-        items: usize,
-        #[arg(long, default_value_t = 10)]
-        devices: usize,
-        /// OPC UA servers the devices are spread over (at most 20 sessions each).
-        #[arg(long, default_value_t = 1)]
-        servers: usize,
-        /// Update batches per second and server (10: a tenth of the values every 100 ms).
-        #[arg(long, default_value_t = 10)]
-        slices: usize,
+        #[command(flatten)]
+        layout: opcua_server::Layout,
         /// Sampling and publishing interval of the subscriptions (the devices' poll_ms).
         #[arg(long, default_value_t = 500)]
         publish_ms: u64,
@@ -217,14 +208,8 @@ enum Scenario {
     /// The servers of the `opcua` scenario (started by it as a child process).
     #[command(hide = true)]
     OpcuaServers {
-        #[arg(long)]
-        items: usize,
-        #[arg(long)]
-        devices: usize,
-        #[arg(long)]
-        servers: usize,
-        #[arg(long)]
-        slices: usize,
+        #[command(flatten)]
+        layout: opcua_server::Layout,
     },
     /// DNP3 outstations (a child process) whose analog inputs change at a share per
     /// second, reported unsolicited to a real server started in-process (one master
@@ -232,17 +217,8 @@ enum Scenario {
     /// CPU of both processes, memory, event-to-cache latency and the command round
     /// trips. Its figures are not for publication (the dnp3 crate's licence).
     Dnp3 {
-        #[arg(long, default_value_t = 200)]
-        outstations: usize,
-        /// Analog inputs per outstation (one f64 tag each).
-        #[arg(long, default_value_t = 500)]
-        points: u16,
-        /// Share of the points changing per second.
-        #[arg(long, default_value_t = 0.1)]
-        change: f64,
-        /// Update batches per second and outstation.
-        #[arg(long, default_value_t = 10)]
-        slices: usize,
+        #[command(flatten)]
+        layout: dnp3_outstations::Layout,
         /// Length of the measured window, after the warm-up.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
@@ -260,14 +236,8 @@ enum Scenario {
     /// The outstations of the `dnp3` scenario (started by it as a child process).
     #[command(hide = true)]
     Dnp3Outstations {
-        #[arg(long)]
-        outstations: usize,
-        #[arg(long)]
-        points: u16,
-        #[arg(long)]
-        change: f64,
-        #[arg(long)]
-        slices: usize,
+        #[command(flatten)]
+        layout: dnp3_outstations::Layout,
     },
     /// The security path of one API request: JWT verification, revocation gate, rate
     /// limiters.
@@ -397,10 +367,7 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Scenario::Opcua {
-                items,
-                devices,
-                servers,
-                slices,
+                layout,
                 publish_ms,
                 seconds,
                 warmup,
@@ -408,12 +375,7 @@ fn main() -> anyhow::Result<()> {
                 store,
             } => {
                 opcua::run(opcua::Params {
-                    layout: opcua_server::Layout {
-                        items,
-                        devices,
-                        servers,
-                        slices,
-                    },
+                    layout,
                     publish_ms,
                     seconds,
                     warmup,
@@ -422,37 +384,16 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await
             }
-            Scenario::OpcuaServers {
-                items,
-                devices,
-                servers,
-                slices,
-            } => {
-                opcua_server::serve(opcua_server::Layout {
-                    items,
-                    devices,
-                    servers,
-                    slices,
-                })
-                .await
-            }
+            Scenario::OpcuaServers { layout } => opcua_server::serve(layout).await,
             Scenario::Dnp3 {
-                outstations,
-                points,
-                change,
-                slices,
+                layout,
                 seconds,
                 warmup,
                 writes_per_sec,
                 store,
             } => {
                 dnp3::run(dnp3::Params {
-                    layout: dnp3_outstations::Layout {
-                        outstations,
-                        points,
-                        change,
-                        slices,
-                    },
+                    layout,
                     seconds,
                     warmup,
                     writes_per_sec,
@@ -460,20 +401,7 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await
             }
-            Scenario::Dnp3Outstations {
-                outstations,
-                points,
-                change,
-                slices,
-            } => {
-                dnp3_outstations::serve(dnp3_outstations::Layout {
-                    outstations,
-                    points,
-                    change,
-                    slices,
-                })
-                .await
-            }
+            Scenario::Dnp3Outstations { layout } => dnp3_outstations::serve(layout).await,
             Scenario::Auth { iterations } => auth::run(iterations).await,
         }
     })

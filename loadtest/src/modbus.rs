@@ -22,7 +22,7 @@ use serde_json::json;
 use thermacore::config::parse_str;
 use thermacore::domain::Role;
 
-use crate::modbus_client::{Started, pct, snapshot, start_server, write_load};
+use crate::modbus_client::{Started, pct, snapshot, start_server, stop_server, write_load};
 use crate::modbus_sim::{self, placement};
 use crate::prom;
 use crate::world::{TICKS_PER_SEC, rss_kib, rss_kib_of};
@@ -234,13 +234,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         eprintln!("{name} (cumulative, window): {}", counts.join(" "));
     }
 
-    let _ = stop_tx.send(());
-    match tokio::time::timeout(Duration::from_secs(60), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => eprintln!("server stopped with: {e}"),
-        Ok(Err(e)) => eprintln!("server task: {e}"),
-        Err(_) => eprintln!("server did not stop within 60 s"),
-    }
+    stop_server(stop_tx, server, Duration::from_secs(60)).await;
     drop(sim.child.stdin.take());
     if tokio::time::timeout(Duration::from_secs(10), sim.child.wait())
         .await

@@ -167,10 +167,7 @@ impl Client {
             )
             .await?;
         let day = 86_400_000_000u64;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_micros() as u64
-            % day;
+        let now = micros_of_day_now();
         let age = d["latest"]
             .as_array()
             .into_iter()
@@ -181,6 +178,30 @@ impl Client {
             .unwrap_or(0);
         Ok(age as f64 / 1000.0)
     }
+}
+
+/// Stops a server [`start_server`] started and waits for it (at most `within`),
+/// saying what went wrong.
+pub async fn stop_server(
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), thermacore::app::AppError>>,
+    within: Duration,
+) {
+    let _ = stop.send(());
+    match tokio::time::timeout(within, task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => eprintln!("server stopped with: {e}"),
+        Ok(Err(e)) => eprintln!("server task: {e}"),
+        Err(_) => eprintln!("server did not stop within {} s", within.as_secs()),
+    }
+}
+
+/// Microseconds since midnight (UTC) now, to compare with [`micros_of_day`].
+pub fn micros_of_day_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+        % 86_400_000_000
 }
 
 /// Microseconds since midnight of an RFC 3339 time (`…T19:40:04.123456Z`).

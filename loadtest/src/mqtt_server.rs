@@ -11,7 +11,9 @@ use thermacore::config::parse_str;
 use thermacore::domain::Role;
 
 use crate::modbus::StoreMode;
-use crate::modbus_client::{Client, Started, micros_of_day, start_server};
+use crate::modbus_client::{
+    Client, Started, micros_of_day, micros_of_day_now, start_server, stop_server,
+};
 use crate::mqtt_broker::Broker;
 
 pub const TENANT: &str = "bench";
@@ -136,10 +138,7 @@ impl Server {
             )
             .await?;
         let day = 86_400_000_000u64;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_micros() as u64
-            % day;
+        let now = micros_of_day_now();
         let age = |field: &str| {
             d["latest"]
                 .as_array()
@@ -154,12 +153,6 @@ impl Server {
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        match tokio::time::timeout(Duration::from_secs(120), self.task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => eprintln!("server stopped with: {e}"),
-            Ok(Err(e)) => eprintln!("server task: {e}"),
-            Err(_) => eprintln!("server did not stop within 120 s"),
-        }
+        stop_server(self.stop, self.task, Duration::from_secs(120)).await;
     }
 }

@@ -96,8 +96,8 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
     );
     tokio::time::sleep(Duration::from_secs(p.warmup)).await;
 
-    let pid = servers.pid.clone();
-    let st0 = servers.stats().await?;
+    let pid = servers.peer.pid.clone();
+    let st0 = servers.peer.slice_stats().await?;
     let s0 = snapshot(&server.client, &pid).await?;
     let until = s0.at + Duration::from_secs(p.seconds);
     let ((took, write_errors), (ages, probe_errors)) = tokio::join!(
@@ -110,7 +110,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         server.probes(until),
     );
     let s1 = snapshot(&server.client, &pid).await?;
-    let st1 = servers.stats().await?;
+    let st1 = servers.peer.slice_stats().await?;
     let (rss, server_rss) = (rss_kib(), rss_kib_of(&pid));
     report(&p, &s0, &s1, (&st0, &st1), &ages, &took, write_errors);
     eprintln!(
@@ -132,7 +132,7 @@ pub async fn run(p: Params) -> anyhow::Result<()> {
         .collect();
     eprintln!("thermacore cpu cores by thread: {}", by_thread.join(" "));
     server.stop().await;
-    servers.stop().await
+    servers.peer.stop(Duration::from_secs(15)).await
 }
 
 /// Prints the line of figures of one window.

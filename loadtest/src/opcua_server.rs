@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::child::{ChildPeer, SliceCounters, SliceStats, answer_stats};
+use crate::child::{ChildPeer, SliceCounters, answer_stats};
 use opcua::types::Variant;
 use thermacore::drivers::opcua::server::{
     RunningServer, ServerLimits, ServerSpec, Updater, VariableSpec,
@@ -31,13 +31,19 @@ pub const MAX_SESSIONS_PER_SERVER: usize = 20;
 /// driver spreads a device's items over subscriptions of this size).
 pub const ITEMS_PER_SUBSCRIPTION: usize = 1000;
 
-/// How the items are laid out (the child's flags).
-#[derive(Debug, Clone, Copy)]
+/// How the items are laid out: flags of the scenario and of its child.
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct Layout {
+    /// Double variables in all, spread over the devices; each changes once a second.
+    #[arg(long, default_value_t = 100_000)]
     pub items: usize,
+    #[arg(long, default_value_t = 10)]
     pub devices: usize,
+    /// OPC UA servers the devices are spread over (at most 20 sessions each).
+    #[arg(long, default_value_t = 1)]
     pub servers: usize,
-    /// Update batches per second (per server).
+    /// Update batches per second and server (10: a tenth of the values every 100 ms).
+    #[arg(long, default_value_t = 10)]
     pub slices: usize,
 }
 
@@ -185,8 +191,8 @@ pub async fn serve(layout: Layout) -> anyhow::Result<()> {
 
 /// The running child.
 pub struct Servers {
-    peer: ChildPeer,
-    pub pid: String,
+    /// The child (its pid, `slice_stats`, `stop`).
+    pub peer: ChildPeer,
     /// The namespace index of the variables.
     pub ns: u16,
     pub ports: Vec<u16>,
@@ -221,23 +227,7 @@ impl Servers {
             ports.len() == layout.servers,
             "OPC UA servers answered {line:?}"
         );
-        let pid = peer.pid.clone();
-        Ok(Servers {
-            peer,
-            pid,
-            ns,
-            ports,
-        })
-    }
-
-    pub async fn stats(&mut self) -> anyhow::Result<SliceStats> {
-        self.peer.slice_stats().await
-    }
-
-    /// Closes the child's stdin (it stops its servers and exits), or kills it after
-    /// 15 s.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        self.peer.stop(Duration::from_secs(15)).await
+        Ok(Servers { peer, ns, ports })
     }
 }
 

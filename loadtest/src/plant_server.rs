@@ -11,7 +11,9 @@ use serde_json::json;
 use thermacore::config::parse_str;
 use thermacore::domain::Role;
 
-use crate::modbus_client::{Client, Started, micros_of_day, start_server};
+use crate::modbus_client::{
+    Client, Started, micros_of_day, micros_of_day_now, start_server, stop_server,
+};
 
 pub const TENANT: &str = "bench";
 const OPERATOR: &str = "operator";
@@ -38,7 +40,7 @@ pub struct Server {
     /// The tags that are not writable, by id.
     pub values: Vec<String>,
     /// The writable tags' ids by tag name (the same name on every device).
-    pub writable: BTreeMap<String, Vec<String>>,
+    writable: BTreeMap<String, Vec<String>>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), thermacore::app::AppError>>,
     _dir: tempfile::TempDir,
@@ -111,10 +113,7 @@ impl Server {
             )
             .await?;
         let day = 86_400_000_000i64;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_micros() as u64
-            % day as u64;
+        let now = micros_of_day_now();
         // Times of day: a difference across midnight wraps.
         let ms = |later: u64, earlier: u64| {
             let d = (later as i64 - earlier as i64 + day + day / 2) % day - day / 2;
@@ -176,13 +175,7 @@ impl Server {
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        match tokio::time::timeout(Duration::from_secs(120), self.task).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => eprintln!("server stopped with: {e}"),
-            Ok(Err(e)) => eprintln!("server task: {e}"),
-            Err(_) => eprintln!("server did not stop within 120 s"),
-        }
+        stop_server(self.stop, self.task, Duration::from_secs(120)).await;
     }
 }
 
