@@ -21,7 +21,8 @@ use crate::domain::Role;
 use crate::storage::{self, Store};
 
 /// The demo plant. One device (`flaky-rtu`) fails on purpose every 20 polls so that
-/// supervision is visible; another loses its link now and then.
+/// supervision is visible; another loses its link now and then (and raises its
+/// communication-loss alarm). Limit alarms on the temperatures trip now and then.
 pub const DEMO_PLANT: &str = r#"
 [[tenants]]
 name = "demo"
@@ -51,11 +52,16 @@ driver = { protocol = "sim", seed = 11 }
 name = "supply-temp"
 address = "sine:period=120,amplitude=6,offset=78"
 eng_unit = "°C"
+alarms = [
+  { name = "supply-hot", type = "high", setpoint = 83, deadband = 1, on_delay_ms = 2000, severity = "high" },
+  { name = "supply-very-hot", type = "high_high", setpoint = 95, severity = "critical" },
+]
 
 [[tenants.devices.tags]]
 name = "return-temp"
 address = "sine:period=150,amplitude=4,offset=55"
 eng_unit = "°C"
+alarms = [{ name = "return-cold", type = "low", setpoint = 52, deadband = 0.5, severity = "medium" }]
 
 [[tenants.devices.tags]]
 name = "burner-on"
@@ -79,6 +85,10 @@ name = "discharge-pressure"
 address = "walk:step=0.05,min=2,max=6"
 eng_unit = "bar"
 deadband = 0.02
+alarms = [
+  { name = "pump-1-link", type = "comm_loss", severity = "medium", message = "pump-1 not answering" },
+  { name = "pressure-high", type = "high", setpoint = 5.5, deadband = 0.2, on_delay_ms = 1000, severity = "low" },
+]
 
 [[tenants.devices.tags]]
 name = "flow"
@@ -100,6 +110,10 @@ driver = { protocol = "sim", seed = 33 }
 name = "water-level"
 address = "walk:step=0.02,min=10,max=14"
 eng_unit = "m"
+alarms = [
+  { name = "level-low", type = "low", setpoint = 10.5, deadband = 0.1, severity = "medium" },
+  { name = "level-stale", type = "stale", after_ms = 10000, severity = "low" },
+]
 
 [[tenants.devices.tags]]
 name = "pump-starts"
@@ -116,6 +130,7 @@ driver = { protocol = "sim", seed = 44, panic_every_polls = 20 }
 name = "vibration"
 address = "walk:step=0.1,min=0,max=5"
 eng_unit = "mm/s"
+alarms = [{ name = "vibration-high", type = "high", setpoint = 4.5, deadband = 0.3, severity = "high" }]
 "#;
 
 /// Where the demo's device peers listen.

@@ -60,6 +60,11 @@ pub mod names {
     pub const LIVE_CONFLATED: &str = "thermacore_live_conflated_total";
     pub const LIVE_DROPPED: &str = "thermacore_live_dropped_total";
     pub const ALERT_SAMPLES: &str = "thermacore_alert_samples_evaluated_total";
+    pub const ALARMS: &str = "thermacore_alarms";
+    pub const ALARM_TRANSITIONS: &str = "thermacore_alarm_transitions_total";
+    pub const ALARM_STORE_ERRORS: &str = "thermacore_alarm_store_errors_total";
+    pub const ALARM_EVENTS_DROPPED: &str = "thermacore_alarm_events_dropped_total";
+    pub const ALARM_EVENTS_LAGGED: &str = "thermacore_alarm_events_lagged_total";
     pub const HISTORIAN_WRITTEN: &str = "thermacore_historian_written_samples_total";
     pub const HISTORIAN_DROPPED: &str = "thermacore_historian_dropped_samples_total";
     pub const HISTORIAN_FAILED_WRITES: &str = "thermacore_historian_failed_writes_total";
@@ -268,6 +273,26 @@ pub mod names {
         (
             ALERT_SAMPLES,
             "Samples passed through the alert stream, by tenant",
+        ),
+        (
+            ALARMS,
+            "Alarms not in the normal state, by tenant, severity and state (unacked, acked, rtn_unacked, shelved, suppressed)",
+        ),
+        (
+            ALARM_TRANSITIONS,
+            "Alarm state transitions, by tenant, severity and the state entered",
+        ),
+        (
+            ALARM_STORE_ERRORS,
+            "Failed writes of alarm transitions to the store (retried at the next tick)",
+        ),
+        (
+            ALARM_EVENTS_DROPPED,
+            "Alarm transitions dropped unrecorded because the store stayed unreachable too long",
+        ),
+        (
+            ALARM_EVENTS_LAGGED,
+            "Alarm events an alarmEvents subscriber missed because it read too slowly",
         ),
         (HISTORIAN_WRITTEN, "Samples written to the store"),
         (

@@ -23,13 +23,17 @@ use thermacore::domain::Role;
 const PLANT: &str = r#"
 [[tenants]]
 name = "alpha"
+[[tenants.units]]
+name = "a-unit"
 [[tenants.devices]]
 name = "a-plc"
+unit = "a-unit"
 poll_ms = 50
 driver = { protocol = "sim", seed = 1 }
 [[tenants.devices.tags]]
 name = "a-temp"
 address = "sine:period=10,amplitude=1,offset=20"
+alarms = [{ name = "a-hot", type = "high", setpoint = 100 }]
 
 [[tenants]]
 name = "beta"

@@ -2,6 +2,8 @@
 //! memory) and PostgreSQL (when `THERMACORE_TEST_POSTGRES` is set), partitions, corrupt
 //! rows, and the store going away and coming back.
 
+#[path = "storage/alarms.rs"]
+mod alarms;
 mod common;
 #[path = "storage/samples.rs"]
 mod samples;
@@ -33,6 +35,7 @@ async fn conformance(store: Arc<dyn Store>) {
     samples::buckets(&*store, &world).await;
     samples::bulk(&*store).await;
     security::security(&*store, &world).await;
+    alarms::alarms(&*store, &world).await;
 }
 
 /// A connection failure must be reported within this long, not hang.

@@ -31,6 +31,7 @@ pub async fn run(devices: usize) -> anyhow::Result<()> {
         devices: worlds,
         historian,
         runtime,
+        store: crate::world::rule_store().await?,
         policy: RestartPolicy::from(&SupervisionConfig::default()),
         cache: CacheConfig::default(),
         name_prefix: "idle".into(),

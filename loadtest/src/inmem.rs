@@ -52,6 +52,7 @@ pub async fn run(
         devices: worlds,
         historian,
         runtime,
+        store: crate::world::rule_store().await?,
         policy: RestartPolicy::from(&SupervisionConfig::default()),
         cache: CacheConfig::default(),
         name_prefix: "bench".into(),

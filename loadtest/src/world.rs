@@ -143,3 +143,11 @@ pub fn machine_busy_ticks() -> u64 {
     // user nice system idle iowait irq softirq steal (guest time is within user).
     f.iter().take(8).sum::<u64>() - f.get(3).copied().unwrap_or(0) - f.get(4).copied().unwrap_or(0)
 }
+
+/// An empty in-memory store for in-process tenants that keep no history: their alert
+/// stream reads its rules (none) and would record transitions there.
+pub async fn rule_store() -> anyhow::Result<Arc<dyn thermacore::storage::Store>> {
+    let store = thermacore::storage::connect("sqlite::memory:", 1).await?;
+    store.migrate().await?;
+    Ok(store)
+}

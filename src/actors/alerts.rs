@@ -1,46 +1,251 @@
-//! The alert stream of one tenant: every sample passes through it. Alarm rules and
-//! anomaly detectors plug in here (a later issue); today it counts what it evaluates
-//! in `thermacore_alert_samples_evaluated_total`.
+//! The alert stream of one tenant: every sample passes through it. It owns the
+//! tenant's alarm [`Engine`], the single writer of alarm state: sample batches, clock
+//! ticks and operators' commands arrive as messages and are handled one at a time, so
+//! no two triggers can race into a duplicate or a stuck alarm.
+//!
+//! Every transition is recorded in the store (history and current state, one
+//! transaction per batch of transitions) and then published: to the tenant's alarm
+//! view that the API reads and to the `alarmEvents` subscribers. On (re)start the
+//! actor restores the rules and the last recorded states, so active alarms survive a
+//! restart of the actor or of the server.
+//!
+//! When the store is down, transitions caused by the process stay queued in memory
+//! (bounded) and are written at the next tick that reaches the store; operators'
+//! commands are refused with the store's error and change nothing.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::domain::SampleBatch;
+use super::shared::TenantShared;
+use super::tenant::DeviceWorld;
+use crate::alarms::{AlarmEvent, AlarmView, Command, Engine, EngineError, TagInfo};
+use crate::domain::{RuleId, SampleBatch, Timestamp};
+use crate::storage::Store;
 use crate::telemetry::names;
+
+/// How often delays, stale windows and shelvings are checked.
+const TICK: Duration = Duration::from_millis(250);
+/// Transitions kept while the store is unreachable; older ones beyond are dropped
+/// (and counted) first.
+const MAX_PENDING: usize = 100_000;
+
+/// Why an operator's command on an alarm did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AlarmCommandError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The transition could not be recorded; nothing changed.
+    #[error("the alarm store is unavailable: {0}")]
+    Store(String),
+}
 
 /// Messages of the alert stream actor.
 pub enum AlertMsg {
     /// New samples to evaluate against the tenant's rules.
     Batch(Arc<SampleBatch>),
+    /// The clock (sent to self).
+    Tick,
+    /// An operator's acknowledge, shelve or unshelve; replies with the alarm after it.
+    Command {
+        rule: RuleId,
+        command: Command,
+        user: String,
+        comment: Option<String>,
+        reply: RpcReplyPort<Result<AlarmView, AlarmCommandError>>,
+    },
 }
 
-/// The alert stream actor; its state is the tenant's name (the metric label).
+pub struct AlertArgs {
+    pub shared: Arc<TenantShared>,
+    pub store: Arc<dyn Store>,
+    pub devices: Vec<Arc<DeviceWorld>>,
+}
+
+pub struct AlertState {
+    shared: Arc<TenantShared>,
+    store: Arc<dyn Store>,
+    engine: Engine,
+    /// Transitions applied in memory but not yet recorded.
+    pending: Vec<AlarmEvent>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The alert stream actor.
 pub struct AlertStreamActor;
+
+impl AlertStreamActor {
+    /// Records `events` (after any still pending) and publishes them; on a store
+    /// failure they stay pending.
+    async fn record(st: &mut AlertState, events: Vec<AlarmEvent>) {
+        if events.is_empty() && st.pending.is_empty() {
+            return;
+        }
+        Self::publish(st, &events);
+        st.pending.extend(events);
+        let tenant = st.shared.tenant.id;
+        match st.store.record_alarm_events(tenant, &st.pending).await {
+            Ok(()) => st.pending.clear(),
+            Err(e) => {
+                let name = st.shared.tenant.name.clone();
+                metrics::counter!(names::ALARM_STORE_ERRORS, "tenant" => name.clone()).increment(1);
+                tracing::warn!(tenant = %name, pending = st.pending.len(), error = %e,
+                    "alarm transitions not recorded yet");
+                if st.pending.len() > MAX_PENDING {
+                    let drop = st.pending.len() - MAX_PENDING;
+                    st.pending.drain(..drop);
+                    metrics::counter!(names::ALARM_EVENTS_DROPPED, "tenant" => name)
+                        .increment(drop as u64);
+                }
+            }
+        }
+    }
+
+    /// The alarm view and the subscribers learn of the transitions.
+    fn publish(st: &AlertState, events: &[AlarmEvent]) {
+        let tenant = st.shared.tenant.name.clone();
+        for e in events {
+            if let Some(view) = st.engine.view(e.rule) {
+                st.shared.alarms.insert(e.rule, view);
+            }
+            metrics::counter!(names::ALARM_TRANSITIONS, "tenant" => tenant.clone(),
+                "severity" => e.severity.as_str(), "to" => e.alarm.state.name())
+            .increment(1);
+            // No subscriber is not an error.
+            let _ = st.shared.alarm_events.send(e.clone());
+        }
+    }
+
+    async fn command(
+        st: &mut AlertState,
+        rule: RuleId,
+        command: Command,
+        user: String,
+        comment: Option<String>,
+    ) -> Result<AlarmView, AlarmCommandError> {
+        let now = Timestamp::now();
+        let Some(event) = st.engine.command(rule, &command, &user, comment, now)? else {
+            return st
+                .engine
+                .view(rule)
+                .ok_or(AlarmCommandError::Engine(EngineError::NotFound(rule)));
+        };
+        let tenant = st.shared.tenant.id;
+        let mut batch = st.pending.clone();
+        batch.push(event.clone());
+        st.store
+            .record_alarm_events(tenant, &batch)
+            .await
+            .map_err(|e| AlarmCommandError::Store(e.to_string()))?;
+        st.pending.clear();
+        st.engine.commit(&event);
+        Self::publish(st, std::slice::from_ref(&event));
+        st.engine
+            .view(rule)
+            .ok_or(AlarmCommandError::Engine(EngineError::NotFound(rule)))
+    }
+}
 
 impl Actor for AlertStreamActor {
     type Msg = AlertMsg;
-    type State = String;
-    type Arguments = String;
+    type State = AlertState;
+    type Arguments = AlertArgs;
 
     async fn pre_start(
         &self,
+        me: ActorRef<AlertMsg>,
+        args: AlertArgs,
+    ) -> Result<AlertState, ActorProcessingErr> {
+        let tenant = args.shared.tenant.id;
+        // A store that cannot be read fails the start; the tenant actor retries with
+        // its backoff.
+        let rules = args.store.alarm_rules(tenant).await?;
+        let stored = args.store.alarm_states(tenant).await?;
+        let mut tags = HashMap::new();
+        let mut out_of_service = HashSet::new();
+        for d in &args.devices {
+            if !d.device.spec.enabled {
+                out_of_service.insert(d.device.id);
+            }
+            for t in &d.tags {
+                let info = TagInfo {
+                    name: t.spec.name.clone(),
+                    eng_unit: t.spec.eng_unit.clone().unwrap_or_default(),
+                    device: t.device,
+                    unit: t.spec.unit.or(d.device.spec.unit),
+                };
+                tags.insert(t.id, Arc::new(info));
+            }
+        }
+        let mut events = Vec::new();
+        let engine = Engine::new(
+            rules,
+            &tags,
+            stored,
+            &out_of_service,
+            Timestamp::now(),
+            &mut events,
+        );
+        args.shared.alarms.clear();
+        for view in engine.views() {
+            args.shared.alarms.insert(view.rule.id, view);
+        }
+        let ticker = me.send_interval(TICK, || AlertMsg::Tick);
+        let mut st = AlertState {
+            shared: args.shared,
+            store: args.store,
+            engine,
+            pending: Vec::new(),
+            ticker: Some(ticker),
+        };
+        Self::record(&mut st, events).await;
+        Ok(st)
+    }
+
+    async fn post_stop(
+        &self,
         _me: ActorRef<AlertMsg>,
-        tenant: String,
-    ) -> Result<String, ActorProcessingErr> {
-        Ok(tenant)
+        st: &mut AlertState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(t) = st.ticker.take() {
+            t.abort();
+        }
+        Ok(())
     }
 
     async fn handle(
         &self,
         _me: ActorRef<AlertMsg>,
         msg: AlertMsg,
-        tenant: &mut String,
+        st: &mut AlertState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             AlertMsg::Batch(batch) => {
-                metrics::counter!(names::ALERT_SAMPLES, "tenant" => tenant.clone())
+                metrics::counter!(names::ALERT_SAMPLES, "tenant" => st.shared.tenant.name.clone())
                     .increment(batch.len() as u64);
+                let mut events = Vec::new();
+                st.engine.on_samples(&batch.samples, &mut events);
+                if !events.is_empty() {
+                    Self::record(st, events).await;
+                }
+            }
+            AlertMsg::Tick => {
+                let mut events = Vec::new();
+                st.engine.tick(Timestamp::now(), &mut events);
+                Self::record(st, events).await;
+            }
+            AlertMsg::Command {
+                rule,
+                command,
+                user,
+                comment,
+                reply,
+            } => {
+                let result = Self::command(st, rule, command, user, comment).await;
+                // The caller may have timed out.
+                let _ = reply.send(result);
             }
         }
         Ok(())

@@ -122,6 +122,7 @@ impl RootActor {
                     devices: world.devices.clone(),
                     historian: st.args.runtime.historian.clone(),
                     runtime: st.args.runtime.clone(),
+                    store: st.args.store.clone(),
                     policy: st.args.policy.clone(),
                     cache: st.args.cache.clone(),
                     name_prefix: prefix.clone(),

@@ -16,13 +16,16 @@ use super::device::DeviceMsg;
 use super::historian::HistorianHandle;
 use super::live::{HubMsg, LiveRegistry};
 use super::root::{RootMsg, TenantWorld};
-use crate::domain::{DeviceId, TagId, Tenant, TenantId, Timestamp};
+use crate::alarms::{AlarmEvent, AlarmView, Severity};
+use crate::domain::{DeviceId, RuleId, TagId, Tenant, TenantId, Timestamp};
 use crate::drivers::PlanGroup;
 use crate::secrets::SecretKey;
 use crate::telemetry::names;
 
 /// Status changes buffered for slow `deviceStatus` subscribers.
 const STATUS_EVENTS: usize = 1024;
+/// Alarm transitions buffered for slow `alarmEvents` subscribers.
+const ALARM_EVENTS: usize = 4096;
 
 /// How long a caller waits for the root to start or stop a tenant.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -165,6 +168,11 @@ pub struct TenantShared {
     pub tag_devices: DashMap<TagId, DeviceId>,
     /// Every change of a device's state (or of its error), for `deviceStatus`.
     pub status_events: tokio::sync::broadcast::Sender<StatusEvent>,
+    /// Every alarm of the tenant as its alert stream last published it (the alert
+    /// stream is the only writer).
+    pub alarms: DashMap<RuleId, AlarmView>,
+    /// Every alarm transition, for `alarmEvents`.
+    pub alarm_events: tokio::sync::broadcast::Sender<AlarmEvent>,
 }
 
 impl TenantShared {
@@ -181,6 +189,32 @@ impl TenantShared {
             status: DashMap::new(),
             tag_devices: DashMap::new(),
             status_events: tokio::sync::broadcast::channel(STATUS_EVENTS).0,
+            alarms: DashMap::new(),
+            alarm_events: tokio::sync::broadcast::channel(ALARM_EVENTS).0,
+        }
+    }
+
+    /// Alarms out of the normal state by severity and state, from the alarm view
+    /// (computed at scrape time, like the device gauges).
+    pub fn export_alarm_metrics(&self) {
+        use std::collections::BTreeMap;
+        const STATES: [&str; 5] = ["unacked", "acked", "rtn_unacked", "shelved", "suppressed"];
+        let mut counts: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
+        for severity in Severity::ALL {
+            for state in STATES {
+                counts.insert((severity.as_str(), state), 0);
+            }
+        }
+        for a in self.alarms.iter() {
+            if let Some(n) = counts.get_mut(&(a.rule.spec.severity.as_str(), a.alarm.state.name()))
+            {
+                *n += 1;
+            }
+        }
+        let tenant = self.tenant.name.clone();
+        for ((severity, state), n) in counts {
+            metrics::gauge!(names::ALARMS, "tenant" => tenant.clone(), "severity" => severity, "state" => state)
+                .set(n as f64);
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
-use super::alerts::AlertStreamActor;
+use super::alerts::{AlertArgs, AlertStreamActor};
 use super::cache::{CacheActor, TagRegistration};
 use super::data_path::{bad_samples, fan_out};
 use super::device::{DeviceActor, DeviceArgs};
@@ -16,6 +16,7 @@ use super::shared::{DeviceStatus, LinkState, Runtime, Slot, TenantShared};
 use super::supervision::{Children, Decision, RestartPolicy};
 use crate::config::CacheConfig;
 use crate::domain::{Device, DeviceId, QualityReason, SampleBatch, Tag};
+use crate::storage::Store;
 
 /// One device with its tags, as loaded from the store.
 #[derive(Debug, Clone)]
@@ -54,6 +55,8 @@ pub struct TenantArgs {
     pub devices: Vec<Arc<DeviceWorld>>,
     pub historian: Arc<HistorianHandle>,
     pub runtime: Arc<Runtime>,
+    /// The alert stream reads rules and records alarm transitions here.
+    pub store: Arc<dyn Store>,
     pub policy: RestartPolicy,
     pub cache: CacheConfig,
     /// Prefix of actor names, unique per server instance in the process.
@@ -100,9 +103,12 @@ impl TenantActor {
                 a.get_id()
             }
             TenantChild::AlertStream => {
-                let (a, _) =
-                    Actor::spawn_linked(name, AlertStreamActor, shared.tenant.name.clone(), sup)
-                        .await?;
+                let args = AlertArgs {
+                    shared: shared.clone(),
+                    store: st.args.store.clone(),
+                    devices: st.args.devices.clone(),
+                };
+                let (a, _) = Actor::spawn_linked(name, AlertStreamActor, args, sup).await?;
                 shared.alerts_actor.set(Some(a.clone()));
                 a.get_id()
             }

@@ -1,15 +1,12 @@
-//! The condition of a limit rule (high-high, high, low, low-low): a value beyond a
-//! setpoint, with a deadband (hysteresis: a high alarm clears only below setpoint −
-//! deadband) and on- and off-delays (the condition must hold that long before it
-//! counts, so a value that crosses for a moment raises nothing). The alert stream
-//! feeds it samples and clock ticks; what it reports goes to the alarm's
-//! [`super::AlarmState`] as [`Condition`]s.
+//! Limit rules (high-high, high, low, low-low): a value beyond a setpoint, with a
+//! deadband (hysteresis: a high alarm clears only below setpoint − deadband). The
+//! on- and off-delays are [`super::delay::Delay`]'s, as for every condition.
 
 use super::Condition;
-use crate::domain::Timestamp;
 
 /// Which side of the setpoint is in alarm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LimitKind {
     HighHigh,
     High,
@@ -18,121 +15,55 @@ pub enum LimitKind {
 }
 
 impl LimitKind {
-    fn is_high(self) -> bool {
+    pub fn is_high(self) -> bool {
         matches!(self, LimitKind::HighHigh | LimitKind::High)
     }
+
+    /// Low-low 0, low 1, high 2, high-high 3.
+    pub fn rank(self) -> u8 {
+        match self {
+            LimitKind::LowLow => 0,
+            LimitKind::Low => 1,
+            LimitKind::High => 2,
+            LimitKind::HighHigh => 3,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::HighHigh => "high_high",
+            LimitKind::High => "high",
+            LimitKind::Low => "low",
+            LimitKind::LowLow => "low_low",
+        }
+    }
+
+    pub const ALL: [LimitKind; 4] = [
+        LimitKind::HighHigh,
+        LimitKind::High,
+        LimitKind::Low,
+        LimitKind::LowLow,
+    ];
 }
 
-/// A limit rule's settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limit {
-    pub kind: LimitKind,
-    pub setpoint: f64,
-    /// How far back past the setpoint the value must come to clear (≥ 0).
-    pub deadband: f64,
-    /// How long the value must stay in alarm before the condition is active.
-    pub on_delay_ms: u64,
-    /// How long it must stay clear before the condition clears.
-    pub off_delay_ms: u64,
-}
-
-/// Settings that make no limit.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum LimitError {
-    #[error("the setpoint must be a finite number, not {0}")]
-    Setpoint(f64),
-    #[error("the deadband must be a finite number ≥ 0, not {0}")]
-    Deadband(f64),
-}
-
-/// The evaluation state of one limit on one tag.
-#[derive(Debug, Clone)]
-pub struct LimitCheck {
-    limit: Limit,
-    /// Beyond the setpoint (with hysteresis), as the last sample said.
+/// The raw condition of a `kind` limit at `setpoint` for `value`, coming from `raw`:
+/// beyond the setpoint it is active; it clears only once the value is back past the
+/// setpoint by the deadband (hysteresis).
+pub(crate) fn limit_raw(
+    kind: LimitKind,
+    setpoint: f64,
+    deadband: f64,
     raw: Condition,
-    /// What was last reported.
-    out: Condition,
-    /// Since when `raw` differs from `out`.
-    pending_since: Option<Timestamp>,
-}
-
-impl LimitCheck {
-    pub fn new(limit: Limit) -> Result<Self, LimitError> {
-        if !limit.setpoint.is_finite() {
-            return Err(LimitError::Setpoint(limit.setpoint));
-        }
-        if !limit.deadband.is_finite() || limit.deadband < 0.0 {
-            return Err(LimitError::Deadband(limit.deadband));
-        }
-        Ok(LimitCheck {
-            limit,
-            raw: Condition::Clear,
-            out: Condition::Clear,
-            pending_since: None,
-        })
-    }
-
-    /// The condition as last reported.
-    pub fn condition(&self) -> Condition {
-        self.out
-    }
-
-    /// A sample of the tag at `at`: the condition, when it changes. A value that is
-    /// not a number changes nothing (bad values are the quality rule's business).
-    pub fn sample(&mut self, value: f64, at: Timestamp) -> Option<Condition> {
-        if value.is_nan() {
-            return self.settle(at);
-        }
-        let l = &self.limit;
-        let (beyond, back) = if l.kind.is_high() {
-            (value > l.setpoint, value < l.setpoint - l.deadband)
-        } else {
-            (value < l.setpoint, value > l.setpoint + l.deadband)
-        };
-        self.raw = match self.raw {
-            Condition::Clear if beyond => Condition::Active,
-            Condition::Active if back => Condition::Clear,
-            same => same,
-        };
-        self.settle(at)
-    }
-
-    /// The clock at `now` without a sample: a delay may have run out.
-    pub fn tick(&mut self, now: Timestamp) -> Option<Condition> {
-        self.settle(now)
-    }
-
-    /// When a pending change will be reported if nothing else happens (for the
-    /// caller's timer).
-    pub fn deadline(&self) -> Option<Timestamp> {
-        self.pending_since
-            .map(|since| Timestamp(since.0 + self.delay_ms() as i64 * 1000))
-    }
-
-    fn delay_ms(&self) -> u64 {
-        match self.raw {
-            Condition::Active => self.limit.on_delay_ms,
-            Condition::Clear => self.limit.off_delay_ms,
-        }
-    }
-
-    fn settle(&mut self, now: Timestamp) -> Option<Condition> {
-        if self.raw == self.out {
-            self.pending_since = None;
-            return None;
-        }
-        let since = *self.pending_since.get_or_insert(now);
-        if now.0 - since.0 >= self.delay_ms() as i64 * 1000 {
-            self.out = self.raw;
-            self.pending_since = None;
-            Some(self.out)
-        } else {
-            None
-        }
+    value: f64,
+) -> Condition {
+    let (beyond, back) = if kind.is_high() {
+        (value > setpoint, value < setpoint - deadband)
+    } else {
+        (value < setpoint, value > setpoint + deadband)
+    };
+    match raw {
+        Condition::Clear if beyond => Condition::Active,
+        Condition::Active if back => Condition::Clear,
+        same => same,
     }
 }
-
-#[cfg(test)]
-#[path = "limit_tests.rs"]
-mod tests;

@@ -1,9 +1,18 @@
-//! Alarms (ISA-18.2): the state machine one alarm instance follows. Rules, their
-//! evaluation in the tenant's alert stream, persistence and the API build on it
-//! (issue 8, in steps). [`limit`] is the condition of a limit rule.
+//! Alarms (ISA-18.2): rules on tags ([`rule`]), the evaluation of their conditions
+//! ([`condition`], with the delays of [`delay`] and the limits of [`limit`]), the
+//! state machine of each rule's alarm instance ([`state`]), and the [`engine`] that
+//! holds them for one tenant. The tenant's alert-stream actor owns the engine: it is
+//! the only writer of alarm state.
 
+pub mod condition;
+pub mod delay;
+pub mod engine;
 pub mod limit;
+pub mod rule;
 pub mod state;
 
-pub use limit::{Limit, LimitCheck, LimitError, LimitKind};
+pub use condition::Check;
+pub use engine::{AlarmEvent, AlarmView, Engine, EngineError, StoredAlarm, TagInfo};
+pub use limit::LimitKind;
+pub use rule::{MessageContext, Rule, RuleError, RuleKind, RuleSpec, Severity, check_tag_rules};
 pub use state::{AlarmState, Command, Condition, StateError, Transition};

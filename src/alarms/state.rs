@@ -92,6 +92,18 @@ pub enum StateError {
 }
 
 impl AlarmState {
+    /// The state's name in the store, the API and metrics labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AlarmState::Normal => "normal",
+            AlarmState::Unacked => "unacked",
+            AlarmState::Acked => "acked",
+            AlarmState::RtnUnacked => "rtn_unacked",
+            AlarmState::Shelved { .. } => "shelved",
+            AlarmState::Suppressed { .. } => "suppressed",
+        }
+    }
+
     /// Whether the alarm is in the list operators see (active or waiting for them).
     pub fn is_annunciated(&self) -> bool {
         matches!(

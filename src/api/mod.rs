@@ -324,6 +324,7 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
             t.cache.export_metrics();
             t.live.export_metrics();
             t.export_device_metrics();
+            t.export_alarm_metrics();
         }
         #[cfg(feature = "modbus")]
         metrics::gauge!(names::MODBUS_CHANNELS)

@@ -155,6 +155,8 @@ pub const FIELDS: &[FieldRule] = &[
     rule("Query.auditLog", Requires(ReadAudit), "audit_log"),
     rule("Query.tenants", Requires(ManageTenants), "tenant"),
     rule("Query.browseOpcUa", Requires(Configure), "device"),
+    rule("Query.alarms", Requires(Read), "alarm"),
+    rule("Query.alarmHistory", Requires(Read), "alarm"),
     rule("Mutation.login", Public, "session"),
     rule("Mutation.refresh", Public, "session"),
     rule("Mutation.logout", Public, "session"),
@@ -177,8 +179,25 @@ pub const FIELDS: &[FieldRule] = &[
     rule("Mutation.deleteTenant", Requires(ManageTenants), "tenant"),
     rule("Mutation.writeTag", Requires(Control), "tag"),
     rule("Mutation.importOpcUaTags", Requires(Configure), "device"),
+    rule(
+        "Mutation.acknowledgeAlarm",
+        Requires(AcknowledgeAlarms),
+        "alarm",
+    ),
+    rule(
+        "Mutation.acknowledgeAlarms",
+        Requires(AcknowledgeAlarms),
+        "alarm",
+    ),
+    rule("Mutation.shelveAlarm", Requires(AcknowledgeAlarms), "alarm"),
+    rule(
+        "Mutation.unshelveAlarm",
+        Requires(AcknowledgeAlarms),
+        "alarm",
+    ),
     rule("Subscription.tagValues", Requires(Read), "tag"),
     rule("Subscription.deviceStatus", Requires(Read), "device"),
+    rule("Subscription.alarmEvents", Requires(Read), "alarm"),
 ];
 
 /// The rule of `parent.field`, if the table has one.

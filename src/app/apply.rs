@@ -1,5 +1,5 @@
 //! Applying the configured world to the store: tenants with their quotas, units,
-//! devices (secrets sealed) and tags, refused when a tenant exceeds its quotas; and
+//! devices (secrets sealed), tags and their alarm rules, refused when a tenant exceeds its quotas; and
 //! loading the world back for the actor tree.
 
 use std::collections::HashMap;
@@ -18,6 +18,9 @@ pub enum ApplyError {
     /// Device secrets cannot be sealed or opened (missing or changed key).
     #[error("device secrets: {0}")]
     Secret(#[from] SecretError),
+    /// An alarm rule that does not convert (the loader checks them first).
+    #[error("alarm rule: {0}")]
+    Rule(String),
     /// The configuration declares more than the tenant's quotas allow.
     #[error("tenant `{tenant}`: QUOTA_EXCEEDED: {violation}{what}")]
     Quota {
@@ -125,8 +128,14 @@ pub async fn apply_config(store: &dyn Store, config: &Config) -> Result<(), Appl
                 deadband: g.deadband,
                 writable: g.writable,
             });
-            for tag in declared.chain(d.driver.generated_tags()) {
-                store.upsert_tag(tenant.id, device.id, &tag).await?;
+            for (i, tag) in declared.chain(d.driver.generated_tags()).enumerate() {
+                let tag = store.upsert_tag(tenant.id, device.id, &tag).await?;
+                // Declared tags come first; generated ones declare no alarms.
+                for alarm in d.tags.get(i).map_or(&[][..], |g| &g.alarms) {
+                    // Checked when the file was loaded.
+                    let spec = alarm.to_spec().map_err(ApplyError::Rule)?;
+                    store.upsert_alarm_rule(tenant.id, tag.id, &spec).await?;
+                }
             }
         }
     }

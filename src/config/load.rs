@@ -348,10 +348,41 @@ fn validate_tenants(config: &Config, text: &str, origin: &str) -> Result<(), Con
                         "deadband must be finite and >= 0".into(),
                     ));
                 }
+                check_alarms(tag, &key, origin, text)?;
             }
         }
     }
     Ok(())
+}
+
+/// The alarm rules of one tag: each valid on its own, and together (names unique,
+/// limits in order). Errors name the rule's key.
+fn check_alarms(
+    tag: &crate::config::TagConfig,
+    key: &str,
+    origin: &str,
+    text: &str,
+) -> Result<(), ConfigError> {
+    let mut specs = Vec::new();
+    for (ai, alarm) in tag.alarms.iter().enumerate() {
+        let spec = alarm
+            .to_spec()
+            .and_then(|s| s.check().map(|()| s).map_err(|e| e.to_string()))
+            .map_err(|message| {
+                invalid(
+                    origin,
+                    text,
+                    format!("{key}.alarms[{ai}]"),
+                    &alarm.name,
+                    message,
+                )
+            })?;
+        specs.push(spec);
+    }
+    crate::alarms::check_tag_rules(&specs).map_err(|e| {
+        let at = tag.alarms.first().map_or(&tag.name, |a| &a.name);
+        invalid(origin, text, format!("{key}.alarms"), at, e.to_string())
+    })
 }
 
 fn validate_settings(c: &Config, origin: &str) -> Result<(), ConfigError> {

@@ -335,3 +335,79 @@ fn dnp3_devices_are_checked_with_the_key_at_fault() {
         assert!(e.contains(key) && e.contains(why), "{e}");
     }
 }
+
+fn with_alarms(alarms: &str) -> String {
+    format!("{GOOD}alarms = [{alarms}]\n")
+}
+
+#[test]
+fn alarm_rules_parse_into_their_kinds() {
+    let c = parse_str(
+        &with_alarms(
+            r#"{ name = "hot", type = "high", setpoint = 80, deadband = 2, on_delay_ms = 500, severity = "critical" },
+               { name = "link", type = "comm_loss" },
+               { name = "fast", type = "rate_of_change", max_per_second = 3 },
+               { name = "old", type = "stale", after_ms = 60000, enabled = false }"#,
+        ),
+        "test.toml",
+    )
+    .expect("valid rules");
+    let specs: Vec<_> = c.tenants[0].devices[0].tags[0]
+        .alarms
+        .iter()
+        .map(|a| a.to_spec().expect("converts"))
+        .collect();
+    assert_eq!(specs[0].kind.name(), "high");
+    assert_eq!(specs[0].severity, crate::alarms::Severity::Critical);
+    assert_eq!(specs[0].on_delay_ms, 500);
+    assert_eq!(specs[1].kind.name(), "comm_loss");
+    assert_eq!(specs[1].severity, crate::alarms::Severity::Medium);
+    assert_eq!(specs[2].kind.name(), "rate_of_change");
+    assert!(!specs[3].enabled);
+}
+
+#[test]
+fn bad_alarm_rules_are_refused_with_their_key() {
+    let cases = [
+        (
+            r#"{ name = "l", type = "low", setpoint = 90 }, { name = "h", type = "high", setpoint = 80 }"#,
+            "must be below the high limit",
+        ),
+        (
+            r#"{ name = "h", type = "high", setpoint = 80, on_delay_ms = -5 }"#,
+            "on_delay_ms: a delay cannot be negative",
+        ),
+        (
+            r#"{ name = "s", type = "stale", after_ms = 0 }"#,
+            "after_ms",
+        ),
+        (
+            r#"{ name = "x", type = "hihg", setpoint = 1 }"#,
+            "unknown alarm type `hihg`",
+        ),
+        (
+            r#"{ name = "x", type = "high" }"#,
+            "setpoint: a `high` alarm needs one",
+        ),
+        (
+            r#"{ name = "x", type = "digital", setpoint = 1 }"#,
+            "setpoint: does not apply to a `digital` alarm",
+        ),
+        (
+            r#"{ name = "x", type = "high", setpoint = 1 }, { name = "x", type = "low", setpoint = 0 }"#,
+            "duplicate rule name",
+        ),
+        (
+            r#"{ name = "x", type = "comm_loss", severity = "urgent" }"#,
+            "urgent",
+        ),
+    ];
+    for (alarms, expected) in cases {
+        let e = err(&with_alarms(alarms));
+        assert!(e.contains(expected), "{alarms}: {e}");
+        assert!(
+            e.contains("tags[0].alarms") || e.contains("urgent"),
+            "{alarms}: {e}"
+        );
+    }
+}

@@ -384,6 +384,9 @@ pub struct TagConfig {
     pub deadband: f64,
     #[serde(default)]
     pub writable: bool,
+    /// Alarm rules on this tag.
+    #[serde(default)]
+    pub alarms: Vec<super::AlarmConfig>,
 }
 
 fn yes() -> bool {

@@ -47,6 +47,10 @@ id_type!(
     TagId
 );
 id_type!(
+    /// An alarm rule, and the one alarm instance it owns.
+    RuleId
+);
+id_type!(
     /// A login inside one tenant.
     UserId
 );

@@ -7,7 +7,7 @@ mod security;
 mod value;
 
 pub use device_security::{DeviceCredentials, DeviceSecurity, DeviceTls, OpenedSecurity};
-pub use ids::{DeviceId, TagId, TenantId, UnitId, UserId};
+pub use ids::{DeviceId, RuleId, TagId, TenantId, UnitId, UserId};
 pub use model::{
     DataType, Device, DeviceSpec, Location, LocationError, Role, Tag, TagSpec, Tenant, Unit,
     UnitSpec, User,

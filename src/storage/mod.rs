@@ -7,14 +7,17 @@ pub mod postgres;
 mod rows;
 pub mod sqlite;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::alarms::{AlarmEvent, Rule, RuleSpec, StoredAlarm};
+
 use crate::domain::{
     AuditFilter, AuditRecord, Device, DeviceId, DeviceSpec, QuotaOverrides, RefreshToken,
-    RefreshUse, Role, Sample, Tag, TagId, TagSpec, Tenant, TenantId, TenantRecord, Timestamp, Unit,
-    UnitSpec, User, UserId, UserState,
+    RefreshUse, Role, RuleId, Sample, Tag, TagId, TagSpec, Tenant, TenantId, TenantRecord,
+    Timestamp, Unit, UnitSpec, User, UserId, UserState,
 };
 
 pub use codec::{decode_code, decode_value, encode_code};
@@ -200,9 +203,52 @@ pub trait SecurityStore: Send + Sync + 'static {
     async fn delete_history_before(&self, tenant: TenantId, before: Timestamp) -> Result<u64>;
 }
 
+/// One recorded alarm transition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmEventRecord {
+    pub id: i64,
+    pub event: AlarmEvent,
+}
+
+/// Which alarm transitions to read; `None` fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlarmHistoryFilter {
+    pub rule: Option<RuleId>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+}
+
+/// Alarm rules, alarm states and the alarm history. Only the tenant's alert stream
+/// writes states and history.
+#[async_trait]
+pub trait AlarmStore: Send + Sync + 'static {
+    /// Creates or updates (by tag and name) a rule. `NotFound` if the tag is not this
+    /// tenant's.
+    async fn upsert_alarm_rule(
+        &self,
+        tenant: TenantId,
+        tag: TagId,
+        spec: &RuleSpec,
+    ) -> Result<Rule>;
+    async fn alarm_rules(&self, tenant: TenantId) -> Result<Vec<Rule>>;
+    /// The last recorded state of every alarm of the tenant.
+    async fn alarm_states(&self, tenant: TenantId) -> Result<HashMap<RuleId, StoredAlarm>>;
+    /// Appends the transitions to the history and moves the alarms' states, in one
+    /// transaction: all or nothing.
+    async fn record_alarm_events(&self, tenant: TenantId, events: &[AlarmEvent]) -> Result<()>;
+    /// Newest first, ids below `before_id`, at most `limit`.
+    async fn alarm_history(
+        &self,
+        tenant: TenantId,
+        filter: &AlarmHistoryFilter,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AlarmEventRecord>>;
+}
+
 /// The persistence interface of ThermaCore.
 #[async_trait]
-pub trait Store: SecurityStore {
+pub trait Store: SecurityStore + AlarmStore {
     /// "sqlite" or "postgres", for logs and metrics labels.
     fn backend(&self) -> &'static str;
 

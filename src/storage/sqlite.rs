@@ -5,6 +5,9 @@
 mod history;
 // Shared with the other backend on purpose: same SQL, compiled against our `Pool`.
 #[allow(clippy::duplicate_mod)]
+#[path = "alarms.rs"]
+mod alarms;
+#[allow(clippy::duplicate_mod)]
 #[path = "security.rs"]
 mod security;
 #[allow(clippy::duplicate_mod)]

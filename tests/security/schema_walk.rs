@@ -341,13 +341,19 @@ async fn ids_of_another_tenant_are_not_found() {
     let d = s
         .data(
             &alpha,
-            "{devices{id} tags{id} users{id username} tenantUsage{tenant}}",
+            "{devices{id} tags{id} users{id username} tenantUsage{tenant} units{id} \
+             alarms(state: [NORMAL]){alarms{id}}}",
             json!({}),
         )
         .await;
     let device = d["devices"][0]["id"].as_str().expect("device").to_string();
     let tag = d["tags"][0]["id"].as_str().expect("tag").to_string();
     let user = id_where(&d["users"], "username", "viewer");
+    let unit = d["units"][0]["id"].as_str().expect("unit").to_string();
+    let alarm = d["alarms"]["alarms"][0]["id"]
+        .as_str()
+        .expect("alarm")
+        .to_string();
     let tenants = s.data(&platform, "{tenants{id name}}", json!({})).await;
     let alpha_tenant = id_where(&tenants["tenants"], "name", "alpha");
 
@@ -370,12 +376,22 @@ async fn ids_of_another_tenant_are_not_found() {
         ("Mutation.importOpcUaTags", ("deviceId", "device")),
         ("Subscription.tagValues", ("tagIds", "tags")),
         ("Subscription.deviceStatus", ("deviceId", "device")),
+        ("Query.alarms", ("deviceId", "device")),
+        ("Query.alarmHistory", ("alarmId", "alarm")),
+        ("Mutation.acknowledgeAlarm", ("id", "alarm")),
+        ("Mutation.acknowledgeAlarms", ("ids", "alarms")),
+        ("Mutation.shelveAlarm", ("id", "alarm")),
+        ("Mutation.unshelveAlarm", ("id", "alarm")),
+        ("Subscription.alarmEvents", ("unitId", "unit")),
     ]);
     let literal = |kind: &str| match kind {
         "device" => format!("\"{device}\""),
         "tag" => format!("\"{tag}\""),
         "tags" => format!("[\"{tag}\"]"),
         "user" => format!("\"{user}\""),
+        "alarm" => format!("\"{alarm}\""),
+        "alarms" => format!("[\"{alarm}\"]"),
+        "unit" => format!("\"{unit}\""),
         _ => format!("\"{alpha_tenant}\""),
     };
     for f in &schema.fields {
@@ -393,10 +409,10 @@ async fn ids_of_another_tenant_are_not_found() {
         if let Some(sub) = key.strip_prefix("Subscription.") {
             let (mut ws, ack) = WsClient::connect(s.addr, &beta).await;
             assert_eq!(ack["type"], "connection_ack");
-            let selection = if sub == "tagValues" {
-                "tagId"
-            } else {
-                "deviceId"
+            let selection = match sub {
+                "tagValues" => "tagId",
+                "alarmEvents" => "alarmId",
+                _ => "deviceId",
             };
             ws.subscribe(
                 "1",

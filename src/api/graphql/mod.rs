@@ -1,6 +1,7 @@
 //! The GraphQL schema: queries, mutations and subscriptions, with the request context
 //! every resolver reads (store, runtime, the caller's session, the request id).
 
+mod alarms;
 mod devices;
 mod mutation;
 mod opcua;
@@ -81,13 +82,17 @@ pub fn introspection_enabled(config: &Config) -> bool {
 /// recursion) and the audit extension.
 pub fn build_schema(api: Arc<ApiContext>) -> ThermaSchema {
     let c = &api.config.api;
-    let builder = Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
-        .limit_depth(c.max_query_depth)
-        .limit_complexity(c.max_query_complexity)
-        .limit_recursive_depth(64)
-        .limit_directives(20)
-        .extension(AliasLimit(c.max_aliases))
-        .extension(AuditExtension);
+    let builder = Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .limit_depth(c.max_query_depth)
+    .limit_complexity(c.max_query_complexity)
+    .limit_recursive_depth(64)
+    .limit_directives(20)
+    .extension(AliasLimit(c.max_aliases))
+    .extension(AuditExtension);
     let builder = if introspection_enabled(&api.config) {
         builder
     } else {
@@ -98,9 +103,13 @@ pub fn build_schema(api: Arc<ApiContext>) -> ThermaSchema {
 
 /// The SDL of the schema (`thermacore schema`, `schema/schema.graphql`).
 pub fn sdl() -> String {
-    Schema::build(QueryRoot, MutationRoot::default(), SubscriptionRoot)
-        .finish()
-        .sdl()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        SubscriptionRoot::default(),
+    )
+    .finish()
+    .sdl()
 }
 
 pub(crate) fn api<'a>(ctx: &Context<'a>) -> &'a ApiContext {

@@ -1,5 +1,5 @@
 //! Query root: the caller's world (units, devices, tags), latest values, history and
-//! system state. Everything is scoped to the tenant of the caller's token.
+//! system state (alarms are in `alarms.rs`). Everything is scoped to the tenant of the caller's token.
 
 use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
@@ -13,10 +13,15 @@ use crate::actors::cache::Lookup;
 use crate::api::permissions::{FieldAccess, Permission};
 use crate::domain::{AuditFilter, DeviceId, TagId, TenantId, Timestamp};
 
-pub struct QueryRoot;
+/// The query root: the fields here and the alarm queries.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct QueryRoot(CoreQueries, super::alarms::AlarmQueries);
+
+#[derive(Default)]
+pub struct CoreQueries;
 
 #[Object(guard = "FieldAccess(\"Query\")")]
-impl QueryRoot {
+impl CoreQueries {
     /// The caller.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
         let s = session(ctx)?;
@@ -237,6 +242,7 @@ impl QueryRoot {
                 failed_writes: h.failed_writes,
             },
             live_subscribers: t.live.size().subscribers as u64,
+            alarms: super::types::alarm_counts(&t),
         })
     }
 

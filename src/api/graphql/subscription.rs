@@ -1,5 +1,5 @@
 //! Subscription root: live tag values from the tenant's live hub, and device status
-//! changes.
+//! changes (alarm events are in `alarms.rs`).
 
 use async_graphql::{Context, ID, Subscription};
 use futures::Stream;
@@ -11,10 +11,15 @@ use crate::actors::cache::Lookup;
 use crate::api::permissions::FieldAccess;
 use crate::domain::{DeviceId, Timestamp};
 
-pub struct SubscriptionRoot;
+/// The subscription root: the fields here and `alarmEvents`.
+#[derive(async_graphql::MergedSubscription, Default)]
+pub struct SubscriptionRoot(CoreSubscriptions, super::alarms::AlarmSubscriptions);
+
+#[derive(Default)]
+pub struct CoreSubscriptions;
 
 #[Subscription(guard = "FieldAccess(\"Subscription\")")]
-impl SubscriptionRoot {
+impl CoreSubscriptions {
     /// New values of the given tags and/or of every tag of a device. The current value
     /// of each requested tag comes first. A client that reads slower than values
     /// arrive receives the latest value per tag (conflation) rather than every one.
@@ -122,7 +127,9 @@ fn own_device(
 
 /// Takes one of the caller's subscription slots (per user, tenant and connection);
 /// the slot is freed when the stream holding it is dropped.
-fn open_slot(ctx: &Context<'_>) -> async_graphql::Result<crate::api::gate::SubscriptionSlot> {
+pub(crate) fn open_slot(
+    ctx: &Context<'_>,
+) -> async_graphql::Result<crate::api::gate::SubscriptionSlot> {
     let a = api(ctx);
     let connection = ctx
         .data_opt::<RequestCtx>()

@@ -1,6 +1,7 @@
-//! Mutation root, merged from five parts: sessions (login, refresh, logout, password),
+//! Mutation root, merged from six parts: sessions (login, refresh, logout, password),
 //! users of the caller's tenant, tenants (platform administrators), commands
-//! (writeTag) and OPC UA imports (importOpcUaTags). Every field's
+//! (writeTag), OPC UA imports (importOpcUaTags) and alarm handling (acknowledge,
+//! shelve, unshelve: `../alarms.rs`). Every field's
 //! access rule is in [`crate::api::permissions::FIELDS`]; every call leaves exactly one
 //! audit record (written by the audit extension).
 
@@ -25,6 +26,7 @@ pub struct MutationRoot(
     tenants::TenantMutations,
     control::ControlMutations,
     opcua::OpcUaMutations,
+    super::alarms::AlarmMutations,
 );
 
 /// The gate's view of a user.

@@ -1,10 +1,12 @@
 //! GraphQL object types and their conversions from domain types: the plant (units,
 //! devices, tags, values) here, the security model in [`security`], OPC UA browsing
-//! and import in [`opcua`].
+//! and import in [`opcua`], alarms in [`alarms`].
 
+mod alarms;
 mod opcua;
 mod security;
 
+pub use alarms::*;
 pub use opcua::*;
 pub use security::*;
 
@@ -451,4 +453,6 @@ pub struct SystemInfo {
     pub historian: HistorianInfo,
     /// Live subscriptions of the caller's tenant.
     pub live_subscribers: u64,
+    /// The caller's tenant's alarms by severity, most severe first.
+    pub alarms: Vec<SeverityCount>,
 }

@@ -1,0 +1,130 @@
+//! Alarm rules declared in the config file, on their tag:
+//!
+//! ```toml
+//! [[tenants.devices.tags]]
+//! name = "supply_temp"
+//! address = "…"
+//! alarms = [
+//!   { name = "hot", type = "high", setpoint = 80, deadband = 2, on_delay_ms = 5000, severity = "high" },
+//!   { name = "link", type = "comm_loss", severity = "medium" },
+//! ]
+//! ```
+//!
+//! `type` is `high_high`, `high`, `low`, `low_low` (with `setpoint`, `deadband`),
+//! `rate_of_change` (`max_per_second`), `digital` (`state`, default true),
+//! `bad_quality` (`reasons`, any Bad when empty), `comm_loss` or `stale` (`after_ms`).
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::alarms::{LimitKind, RuleKind, RuleSpec, Severity};
+use crate::domain::QualityReason;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmConfig {
+    pub name: Spanned<String>,
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    pub setpoint: Option<f64>,
+    pub deadband: Option<f64>,
+    pub max_per_second: Option<f64>,
+    pub state: Option<bool>,
+    pub reasons: Option<Vec<QualityReason>>,
+    pub after_ms: Option<i64>,
+    #[serde(default = "medium")]
+    pub severity: Severity,
+    pub message: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub on_delay_ms: i64,
+    #[serde(default)]
+    pub off_delay_ms: i64,
+}
+
+fn medium() -> Severity {
+    Severity::Medium
+}
+fn yes() -> bool {
+    true
+}
+
+const KINDS: &str =
+    "high_high, high, low, low_low, rate_of_change, digital, bad_quality, comm_loss or stale";
+
+impl AlarmConfig {
+    /// The rule this entry declares, or what is wrong with it (field first). The
+    /// rule's own checks ([`RuleSpec::check`]) come on top.
+    pub fn to_spec(&self) -> Result<RuleSpec, String> {
+        let kind = self.kind.get_ref().as_str();
+        let limit = LimitKind::ALL.into_iter().find(|l| l.as_str() == kind);
+        let allowed: &[&str] = match (limit, kind) {
+            (Some(_), _) => &["setpoint", "deadband"],
+            (None, "rate_of_change") => &["max_per_second"],
+            (None, "digital") => &["state"],
+            (None, "bad_quality") => &["reasons"],
+            (None, "comm_loss") => &[],
+            (None, "stale") => &["after_ms"],
+            (None, other) => {
+                return Err(format!(
+                    "type: unknown alarm type `{other}` (expected {KINDS})"
+                ));
+            }
+        };
+        let given = [
+            ("setpoint", self.setpoint.is_some()),
+            ("deadband", self.deadband.is_some()),
+            ("max_per_second", self.max_per_second.is_some()),
+            ("state", self.state.is_some()),
+            ("reasons", self.reasons.is_some()),
+            ("after_ms", self.after_ms.is_some()),
+        ];
+        if let Some((field, _)) = given.iter().find(|(f, set)| *set && !allowed.contains(f)) {
+            return Err(format!("{field}: does not apply to a `{kind}` alarm"));
+        }
+        let missing = |field: &str| format!("{field}: a `{kind}` alarm needs one");
+        let kind = match limit {
+            Some(limit) => RuleKind::Limit {
+                limit,
+                setpoint: self.setpoint.ok_or_else(|| missing("setpoint"))?,
+                deadband: self.deadband.unwrap_or(0.0),
+            },
+            None => match kind {
+                "rate_of_change" => RuleKind::RateOfChange {
+                    max_per_second: self
+                        .max_per_second
+                        .ok_or_else(|| missing("max_per_second"))?,
+                },
+                "digital" => RuleKind::Digital {
+                    state: self.state.unwrap_or(true),
+                },
+                "bad_quality" => RuleKind::Quality {
+                    reasons: self.reasons.clone().unwrap_or_default(),
+                },
+                "comm_loss" => RuleKind::Quality {
+                    reasons: vec![QualityReason::CommLost],
+                },
+                _ => {
+                    let after = self.after_ms.ok_or_else(|| missing("after_ms"))?;
+                    RuleKind::Stale {
+                        after_ms: u64::try_from(after)
+                            .map_err(|_| format!("after_ms: must be > 0, not {after}"))?,
+                    }
+                }
+            },
+        };
+        let delay = |field: &str, v: i64| {
+            u64::try_from(v).map_err(|_| format!("{field}: a delay cannot be negative ({v})"))
+        };
+        Ok(RuleSpec {
+            name: self.name.get_ref().clone(),
+            kind,
+            severity: self.severity,
+            message: self.message.clone(),
+            enabled: self.enabled,
+            on_delay_ms: delay("on_delay_ms", self.on_delay_ms)?,
+            off_delay_ms: delay("off_delay_ms", self.off_delay_ms)?,
+        })
+    }
+}
