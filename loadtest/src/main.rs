@@ -2,6 +2,7 @@
 //! security path. Each scenario
 //! prints one line of figures; run several times and quote medians.
 
+mod alarms;
 mod auth;
 mod child;
 mod dnp3;
@@ -239,6 +240,22 @@ enum Scenario {
         #[command(flatten)]
         layout: dnp3_outstations::Layout,
     },
+    /// Alarm rule evaluation: the engine alone, then the alert-stream actor with its
+    /// store.
+    Alarms {
+        #[arg(long, default_value_t = 10_000)]
+        tags: usize,
+        #[arg(long, default_value_t = 10)]
+        rules_per_tag: usize,
+        /// Samples per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Swing of the signal around 50: 10 crosses limits (an alarm flood), 5 none.
+        #[arg(long, default_value_t = 10.0)]
+        amplitude: f64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// The security path of one API request: JWT verification, revocation gate, rate
     /// limiters.
     Auth {
@@ -259,6 +276,13 @@ fn main() -> anyhow::Result<()> {
                 seconds,
                 subscribers,
             } => inmem::run(devices, tags, seconds, subscribers).await,
+            Scenario::Alarms {
+                tags,
+                rules_per_tag,
+                batch,
+                amplitude,
+                seconds,
+            } => alarms::run(tags, rules_per_tag, batch, amplitude, seconds).await,
             Scenario::Persisted {
                 store,
                 devices,
