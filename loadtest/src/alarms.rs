@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use ractor::Actor;
 use thermacore::actors::TenantWorld;
 use thermacore::actors::alerts::{AlertArgs, AlertMsg, AlertStreamActor};
-use thermacore::alarms::{Command, Engine, LimitKind, Rule, RuleKind, RuleSpec, Severity, TagInfo};
+use thermacore::alarms::{Engine, LimitKind, Rule, RuleKind, RuleSpec, Severity, TagInfo};
 use thermacore::domain::{
     DataType, DeviceId, DeviceSpec, Quality, QualityReason, RuleId, Sample, SampleBatch, TagId,
     TagSpec, TenantId, Timestamp, Value,
@@ -224,8 +224,8 @@ async fn actor_figure(
     let started = Instant::now();
     let mut samples = 0u64;
     let mut k = 0;
-    // Cast in rounds and wait for each round to be handled, so the mailbox stays short
-    // and the figure is what the actor sustains, not what it queued.
+    // Cast in rounds and wait for each round to be handled and its transitions
+    // recorded, so the figure is what the actor sustains, not what it queued.
     while started.elapsed() < Duration::from_secs(seconds) {
         for _ in 0..256 {
             let b = input[k % input.len()].clone();
@@ -233,18 +233,11 @@ async fn actor_figure(
             samples += b.len() as u64;
             actor.cast(AlertMsg::Batch(b))?;
         }
-        let _ = actor
-            .call(
-                |reply| AlertMsg::Command {
-                    rule: RuleId(-1),
-                    command: Command::Unshelve,
-                    user: "bench".into(),
-                    comment: None,
-                    reply,
-                },
-                Some(Duration::from_secs(60)),
-            )
-            .await?;
+        actor
+            .call(AlertMsg::Flush, Some(Duration::from_secs(60)))
+            .await?
+            .success_or(anyhow::anyhow!("no answer from the alert stream"))?
+            .map_err(|e| anyhow::anyhow!(e))?;
     }
     let secs = started.elapsed().as_secs_f64();
     let recorded = store

@@ -3,15 +3,17 @@
 //! ticks and operators' commands arrive as messages and are handled one at a time, so
 //! no two triggers can race into a duplicate or a stuck alarm.
 //!
-//! Every transition is recorded in the store (history and current state, one
-//! transaction per batch of transitions) and then published: to the tenant's alarm
-//! view that the API reads and to the `alarmEvents` subscribers. On (re)start the
+//! Every transition is published at once (to the tenant's alarm view that the API
+//! reads and to the `alarmEvents` subscribers) and recorded in the store (history and
+//! current state) by the [`AlarmWriter`] task, in order, many per transaction, so that
+//! evaluation never waits for the store. On (re)start the
 //! actor restores the rules and the last recorded states, so active alarms survive a
 //! restart of the actor or of the server.
 //!
 //! When the store is down, transitions caused by the process stay queued in memory
-//! (bounded) and are written at the next tick that reaches the store; operators'
-//! commands are refused with the store's error and change nothing.
+//! (bounded) and are retried; an operator's command answers only once its transition
+//! is recorded, and is refused with the store's error (changing nothing) when it
+//! cannot be.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use super::alarm_writer::AlarmWriter;
 use super::shared::TenantShared;
 use super::tenant::DeviceWorld;
 use crate::alarms::{AlarmEvent, AlarmView, Command, Engine, EngineError, TagInfo};
@@ -28,9 +31,8 @@ use crate::telemetry::names;
 
 /// How often delays, stale windows and shelvings are checked.
 const TICK: Duration = Duration::from_millis(250);
-/// Transitions kept while the store is unreachable; older ones beyond are dropped
-/// (and counted) first.
-const MAX_PENDING: usize = 100_000;
+/// How long a stopping alert stream waits for its transitions to be written.
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
 
 /// Why an operator's command on an alarm did nothing.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,8 @@ pub enum AlertMsg {
         comment: Option<String>,
         reply: RpcReplyPort<Result<AlarmView, AlarmCommandError>>,
     },
+    /// Replies once every transition so far is recorded (or failed to be).
+    Flush(RpcReplyPort<Result<(), String>>),
 }
 
 pub struct AlertArgs {
@@ -66,10 +70,9 @@ pub struct AlertArgs {
 
 pub struct AlertState {
     shared: Arc<TenantShared>,
-    store: Arc<dyn Store>,
     engine: Engine,
-    /// Transitions applied in memory but not yet recorded.
-    pending: Vec<AlarmEvent>,
+    /// Records transitions in order, off the evaluation path.
+    writer: Option<AlarmWriter>,
     ticker: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -77,29 +80,14 @@ pub struct AlertState {
 pub struct AlertStreamActor;
 
 impl AlertStreamActor {
-    /// Records `events` (after any still pending) and publishes them; on a store
-    /// failure they stay pending.
-    async fn record(st: &mut AlertState, events: Vec<AlarmEvent>) {
-        if events.is_empty() && st.pending.is_empty() {
+    /// Publishes the process's transitions and hands them to the recorder.
+    fn record(st: &AlertState, events: Vec<AlarmEvent>) {
+        if events.is_empty() {
             return;
         }
         Self::publish(st, &events);
-        st.pending.extend(events);
-        let tenant = st.shared.tenant.id;
-        match st.store.record_alarm_events(tenant, &st.pending).await {
-            Ok(()) => st.pending.clear(),
-            Err(e) => {
-                let name = st.shared.tenant.name.clone();
-                metrics::counter!(names::ALARM_STORE_ERRORS, "tenant" => name.clone()).increment(1);
-                tracing::warn!(tenant = %name, pending = st.pending.len(), error = %e,
-                    "alarm transitions not recorded yet");
-                if st.pending.len() > MAX_PENDING {
-                    let drop = st.pending.len() - MAX_PENDING;
-                    st.pending.drain(..drop);
-                    metrics::counter!(names::ALARM_EVENTS_DROPPED, "tenant" => name)
-                        .increment(drop as u64);
-                }
-            }
+        if let Some(w) = &st.writer {
+            w.submit(events);
         }
     }
 
@@ -132,14 +120,14 @@ impl AlertStreamActor {
                 .view(rule)
                 .ok_or(AlarmCommandError::Engine(EngineError::NotFound(rule)));
         };
-        let tenant = st.shared.tenant.id;
-        let mut batch = st.pending.clone();
-        batch.push(event.clone());
-        st.store
-            .record_alarm_events(tenant, &batch)
+        let writer = st
+            .writer
+            .as_ref()
+            .ok_or_else(|| AlarmCommandError::Store("the alarm recorder stopped".into()))?;
+        writer
+            .record(vec![event.clone()])
             .await
-            .map_err(|e| AlarmCommandError::Store(e.to_string()))?;
-        st.pending.clear();
+            .map_err(AlarmCommandError::Store)?;
         st.engine.commit(&event);
         Self::publish(st, std::slice::from_ref(&event));
         st.engine
@@ -193,14 +181,15 @@ impl Actor for AlertStreamActor {
             args.shared.alarms.insert(view.rule.id, view);
         }
         let ticker = me.send_interval(TICK, || AlertMsg::Tick);
-        let mut st = AlertState {
+        let writer =
+            AlarmWriter::start(args.store.clone(), tenant, args.shared.tenant.name.clone());
+        let st = AlertState {
             shared: args.shared,
-            store: args.store,
             engine,
-            pending: Vec::new(),
+            writer: Some(writer),
             ticker: Some(ticker),
         };
-        Self::record(&mut st, events).await;
+        Self::record(&st, events);
         Ok(st)
     }
 
@@ -211,6 +200,9 @@ impl Actor for AlertStreamActor {
     ) -> Result<(), ActorProcessingErr> {
         if let Some(t) = st.ticker.take() {
             t.abort();
+        }
+        if let Some(w) = st.writer.take() {
+            w.close(CLOSE_WITHIN).await;
         }
         Ok(())
     }
@@ -227,14 +219,12 @@ impl Actor for AlertStreamActor {
                     .increment(batch.len() as u64);
                 let mut events = Vec::new();
                 st.engine.on_samples(&batch.samples, &mut events);
-                if !events.is_empty() {
-                    Self::record(st, events).await;
-                }
+                Self::record(st, events);
             }
             AlertMsg::Tick => {
                 let mut events = Vec::new();
                 st.engine.tick(Timestamp::now(), &mut events);
-                Self::record(st, events).await;
+                Self::record(st, events);
             }
             AlertMsg::Command {
                 rule,
@@ -245,6 +235,13 @@ impl Actor for AlertStreamActor {
             } => {
                 let result = Self::command(st, rule, command, user, comment).await;
                 // The caller may have timed out.
+                let _ = reply.send(result);
+            }
+            AlertMsg::Flush(reply) => {
+                let result = match &st.writer {
+                    Some(w) => w.record(Vec::new()).await,
+                    None => Err("the alarm recorder stopped".into()),
+                };
                 let _ = reply.send(result);
             }
         }

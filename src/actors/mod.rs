@@ -12,6 +12,7 @@
 //! outlive a restart (latest values, subscribers, the historian's buffer) lives in
 //! shared handles ([`shared`]) passed to each new life of an actor.
 
+pub mod alarm_writer;
 pub mod alerts;
 pub mod cache;
 pub mod catalog;

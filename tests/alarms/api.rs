@@ -169,33 +169,26 @@ async fn the_alarm_list_lives_and_operators_handle_it() {
         .await;
     assert_eq!(code(&r), "NOT_FOUND", "one foreign id refuses the lot: {r}");
     let shelve = "mutation($id:ID!,$u:DateTime!,$r:String!){shelveAlarm(id:$id,until:$u,reason:$r){state reason shelvedUntil}}";
-    let past = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
-    let r = s
-        .gql(
-            Some(&olga),
-            shelve,
-            json!({"id": fault, "u": past, "r": "x"}),
-        )
-        .await;
-    assert_eq!(code(&r), "BAD_USER_INPUT", "shelving into the past: {r}");
-    let far = (chrono::Utc::now() + chrono::Duration::days(31)).to_rfc3339();
-    let r = s
-        .gql(
-            Some(&olga),
-            shelve,
-            json!({"id": fault, "u": far, "r": "x"}),
-        )
-        .await;
-    assert_eq!(code(&r), "BAD_USER_INPUT", "shelving beyond 30 days: {r}");
-    let soon = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
-    let r = s
-        .gql(
-            Some(&olga),
-            shelve,
-            json!({"id": fault, "u": soon, "r": " "}),
-        )
-        .await;
-    assert_eq!(code(&r), "BAD_USER_INPUT", "a shelving needs a reason: {r}");
+    let at = |d: chrono::Duration| (chrono::Utc::now() + d).to_rfc3339();
+    let soon = at(chrono::Duration::hours(1));
+    let refused = [
+        (
+            at(chrono::Duration::minutes(-1)),
+            "x",
+            "shelving into the past",
+        ),
+        (
+            at(chrono::Duration::days(31)),
+            "x",
+            "shelving beyond 30 days",
+        ),
+        (soon.clone(), " ", "a shelving needs a reason"),
+    ];
+    for (until, reason, what) in refused {
+        let vars = json!({"id": fault, "u": until, "r": reason});
+        let r = s.gql(Some(&olga), shelve, vars).await;
+        assert_eq!(code(&r), "BAD_USER_INPUT", "{what}: {r}");
+    }
 
     // Shelved: out of the default list, back after unshelving.
     let d = s

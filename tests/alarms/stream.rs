@@ -28,12 +28,17 @@ struct Plant {
     _dir: tempfile::TempDir,
 }
 
-/// A tenant with `devices` devices of one tag each, a high limit at 80 on every tag.
+/// A tenant with `devices` devices of one tag each, a high limit at 80 on every tag,
+/// on a fresh SQLite file.
 async fn plant(devices: usize) -> Plant {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite:{}", dir.path().join("t.db").display());
     let store = storage::connect(&url, 4).await.expect("store");
     store.migrate().await.expect("migrate");
+    plant_in(store, devices, dir).await
+}
+
+async fn plant_in(store: Arc<dyn Store>, devices: usize, dir: tempfile::TempDir) -> Plant {
     let tenant = store.upsert_tenant("plant").await.expect("tenant");
     let mut rules = Vec::new();
     for d in 0..devices {
@@ -140,9 +145,16 @@ async fn command(
     reply.map(|view| view.alarm.state)
 }
 
-/// Waits until the actor handled everything sent before (its mailbox is FIFO).
+/// Waits until the actor handled everything sent before (its mailbox is FIFO) and
+/// its recorder wrote every transition.
 async fn drain(actor: &ActorRef<AlertMsg>) {
-    let _ = command(actor, RuleId(-1), Command::Unshelve).await;
+    actor
+        .call(AlertMsg::Flush, Some(CALL))
+        .await
+        .expect("the alert stream answers")
+        .success_or("no reply")
+        .expect("a reply")
+        .expect("recorded");
 }
 
 /// The recorded transitions of `rule`, oldest first, as (from, to) names.
@@ -378,4 +390,82 @@ async fn shelving_into_the_past_and_unknown_alarms_are_refused_and_change_nothin
         vec![pair("normal", "shelved"), pair("shelved", "unacked")]
     );
     actor.stop(None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_store_is_away_transitions_queue_and_commands_are_refused() {
+    use crate::common::{pg, proxy::TcpProxy};
+    let Some((url, db)) = pg::fresh_database().await else {
+        return;
+    };
+    storage::connect(&url, 1)
+        .await
+        .expect("connect")
+        .migrate()
+        .await
+        .expect("migrate");
+    let proxy = TcpProxy::start(pg::server_addr(&url).await).await;
+    let store = storage::connect(&pg::with_host_port(&url, proxy.addr()), 2)
+        .await
+        .expect("through the proxy");
+    let p = plant_in(store, 1, tempfile::tempdir().expect("dir")).await;
+    let actor = start(&p).await;
+    let rule = p.rules[0];
+    actor
+        .cast(AlertMsg::Batch(batch(&p, 0, 95.0)))
+        .expect("cast");
+    drain(&actor).await;
+
+    proxy.cut().await;
+    actor
+        .cast(AlertMsg::Batch(batch(&p, 0, 10.0)))
+        .expect("cast");
+    let err = command(&actor, rule, Command::Acknowledge)
+        .await
+        .expect_err("store away");
+    assert!(matches!(err, AlarmCommandError::Store(_)), "{err}");
+    let state = p
+        .world
+        .shared
+        .alarms
+        .get(&rule)
+        .map(|v| v.alarm.state.clone());
+    assert_eq!(
+        state,
+        Some(AlarmState::RtnUnacked),
+        "the process's transition applies, the refused command does not"
+    );
+
+    proxy.restore().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let flushed = actor
+            .call(AlertMsg::Flush, Some(CALL))
+            .await
+            .expect("answer")
+            .success_or("no reply")
+            .expect("reply");
+        if flushed.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "store never came back: {flushed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        history(&*p.store, &p, rule).await,
+        vec![pair("normal", "unacked"), pair("unacked", "rtn_unacked")],
+        "the queued transition was written, the refused one was not"
+    );
+    assert_eq!(
+        command(&actor, rule, Command::Acknowledge)
+            .await
+            .expect("ack"),
+        AlarmState::Normal
+    );
+    actor.stop(None);
+    drop(p);
+    db.drop_database().await;
 }
