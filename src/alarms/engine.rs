@@ -89,6 +89,9 @@ struct Instance {
     tag: Arc<TagInfo>,
     check: Check,
     alarm: StoredAlarm,
+    /// The tag's last numeric value, for a transition the clock makes (a delay that
+    /// ran out).
+    last: Option<f64>,
 }
 
 pub struct Engine {
@@ -134,6 +137,7 @@ impl Engine {
             range.1 = i + 1;
             engine.instances.push(Instance {
                 check: Check::new(&rule.spec, alarm.condition, now),
+                last: alarm.value,
                 rule: Arc::new(rule),
                 tag,
                 alarm,
@@ -176,9 +180,11 @@ impl Engine {
             let Some(&(a, b)) = self.by_tag.get(&s.tag) else {
                 continue;
             };
+            let value = s.value.as_f64();
             for i in a..b {
-                if let Some(c) = self.instances[i].check.sample(s) {
-                    let value = s.value.as_f64();
+                let inst = &mut self.instances[i];
+                inst.last = value.or(inst.last);
+                if let Some(c) = inst.check.sample(s) {
                     self.follow(i, c, value, s.quality.reason(), s.server_time, out);
                 }
             }
@@ -190,7 +196,7 @@ impl Engine {
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<AlarmEvent>) {
         for i in 0..self.instances.len() {
             if let Some(c) = self.instances[i].check.tick(now) {
-                let value = self.instances[i].alarm.value;
+                let value = self.instances[i].last;
                 self.follow(i, c, value, QualityReason::None, now, out);
             }
             if matches!(self.instances[i].alarm.state, AlarmState::Shelved { .. }) {
@@ -279,15 +285,17 @@ impl Engine {
         alarm.since = at;
         alarm.value = value;
         if c == Condition::Active {
+            // A new activation: its message, with the value that raised it. A clear
+            // keeps the message of the activation it ends.
             alarm.active_since = Some(at);
             alarm.acked_by = None;
+            alarm.message = inst.rule.spec.render(&MessageContext {
+                tag: &inst.tag.name,
+                eng_unit: &inst.tag.eng_unit,
+                value,
+                reason,
+            });
         }
-        alarm.message = inst.rule.spec.render(&MessageContext {
-            tag: &inst.tag.name,
-            eng_unit: &inst.tag.eng_unit,
-            value,
-            reason,
-        });
         let event = AlarmEvent {
             rule: inst.rule.id,
             tag: inst.rule.tag,

@@ -88,6 +88,11 @@ fn samples_drive_the_rules_of_their_tag_only() {
     out.clear();
     e.on_samples(&[sample(1, 90.0, 2), sample(1, 10.0, 3)], &mut out);
     assert_eq!(
+        out[1].alarm.message, "t1 at 60 °C",
+        "a clear keeps the message of its activation"
+    );
+    assert_eq!(out[1].alarm.value, Some(10.0));
+    assert_eq!(
         states(&out),
         vec![
             (2, AlarmState::Unacked),
@@ -229,4 +234,25 @@ fn rules_of_unknown_tags_are_left_out() {
     let e = engine(vec![high(1, 1, 50.0), high(2, 42, 50.0)]);
     assert_eq!(e.len(), 1);
     assert!(e.view(RuleId(2)).is_none());
+}
+
+#[test]
+fn a_delayed_activation_names_the_latest_value() {
+    let mut slow = high(1, 1, 50.0);
+    slow.spec.on_delay_ms = 1000;
+    let mut e = engine(vec![slow]);
+    let mut out = Vec::new();
+    e.on_samples(
+        &[
+            sample(1, 40.0, 0),
+            sample(1, 60.0, 10),
+            sample(1, 65.0, 500),
+        ],
+        &mut out,
+    );
+    assert!(out.is_empty(), "still within the on-delay");
+    e.tick(ms(1010), &mut out);
+    assert_eq!(states(&out), vec![(1, AlarmState::Unacked)]);
+    assert_eq!(out[0].alarm.message, "t1 at 65 °C");
+    assert_eq!(out[0].alarm.value, Some(65.0));
 }
