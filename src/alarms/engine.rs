@@ -89,8 +89,10 @@ struct Instance {
     tag: Arc<TagInfo>,
     check: Check,
     alarm: StoredAlarm,
-    /// The tag's last numeric value, for a transition the clock makes (a delay that
-    /// ran out).
+    /// The index of the first instance of this tag, whose `last` is the tag's.
+    first: usize,
+    /// The tag's last numeric value (kept in the tag's first instance only, one write
+    /// per sample), for a transition the clock makes (a delay that ran out).
     last: Option<f64>,
 }
 
@@ -135,8 +137,10 @@ impl Engine {
             engine.by_rule.insert(rule.id, i);
             let range = engine.by_tag.entry(rule.tag).or_insert((i, i));
             range.1 = i + 1;
+            let first = range.0;
             engine.instances.push(Instance {
                 check: Check::new(&rule.spec, alarm.condition, now),
+                first,
                 last: alarm.value,
                 rule: Arc::new(rule),
                 tag,
@@ -181,10 +185,11 @@ impl Engine {
                 continue;
             };
             let value = s.value.as_f64();
+            if value.is_some() {
+                self.instances[a].last = value;
+            }
             for i in a..b {
-                let inst = &mut self.instances[i];
-                inst.last = value.or(inst.last);
-                if let Some(c) = inst.check.sample(s) {
+                if let Some(c) = self.instances[i].check.sample(s) {
                     self.follow(i, c, value, s.quality.reason(), s.server_time, out);
                 }
             }
@@ -196,7 +201,7 @@ impl Engine {
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<AlarmEvent>) {
         for i in 0..self.instances.len() {
             if let Some(c) = self.instances[i].check.tick(now) {
-                let value = self.instances[i].last;
+                let value = self.instances[self.instances[i].first].last;
                 self.follow(i, c, value, QualityReason::None, now, out);
             }
             if matches!(self.instances[i].alarm.state, AlarmState::Shelved { .. }) {
