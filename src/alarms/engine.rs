@@ -89,8 +89,6 @@ struct Instance {
     tag: Arc<TagInfo>,
     check: Check,
     alarm: StoredAlarm,
-    /// The index of the first instance of this tag, whose `last` is the tag's.
-    first: usize,
     /// The tag's last numeric value (kept in the tag's first instance only, one write
     /// per sample), for a transition the clock makes (a delay that ran out).
     last: Option<f64>,
@@ -137,10 +135,8 @@ impl Engine {
             engine.by_rule.insert(rule.id, i);
             let range = engine.by_tag.entry(rule.tag).or_insert((i, i));
             range.1 = i + 1;
-            let first = range.0;
             engine.instances.push(Instance {
                 check: Check::new(&rule.spec, alarm.condition, now),
-                first,
                 last: alarm.value,
                 rule: Arc::new(rule),
                 tag,
@@ -201,7 +197,12 @@ impl Engine {
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<AlarmEvent>) {
         for i in 0..self.instances.len() {
             if let Some(c) = self.instances[i].check.tick(now) {
-                let value = self.instances[self.instances[i].first].last;
+                // The tag's value lives in its first instance (see `on_samples`).
+                let first = self
+                    .by_tag
+                    .get(&self.instances[i].rule.tag)
+                    .map_or(i, |r| r.0);
+                let value = self.instances[first].last;
                 self.follow(i, c, value, QualityReason::None, now, out);
             }
             if matches!(self.instances[i].alarm.state, AlarmState::Shelved { .. }) {

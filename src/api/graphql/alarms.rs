@@ -20,7 +20,7 @@ use crate::actors::alerts::{AlarmCommandError, AlertMsg};
 use crate::alarms::{AlarmView, Command, EngineError};
 use crate::api::audit::note;
 use crate::api::permissions::FieldAccess;
-use crate::domain::{DeviceId, RuleId, Timestamp, UnitId};
+use crate::domain::{RuleId, Timestamp, UnitId};
 use crate::storage::AlarmHistoryFilter;
 use crate::telemetry::names;
 
@@ -100,13 +100,7 @@ impl AlarmQueries {
         let t = tenant(ctx)?;
         let first = first_in(ctx, first, 500)?;
         let unit = own_unit(ctx, unit_id.as_ref()).await?;
-        let device: Option<DeviceId> = match device_id {
-            None => None,
-            Some(id) => match id.parse::<DeviceId>() {
-                Ok(d) if t.status.contains_key(&d) => Some(d),
-                _ => return Err(fail(ctx, ApiError::NotFound("device"))),
-            },
-        };
+        let device = super::subscription::own_device(ctx, &t, device_id)?;
         let after = match after {
             None => None,
             Some(c) => Some(decode_cursor(&c).ok_or_else(|| {

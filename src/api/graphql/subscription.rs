@@ -113,7 +113,7 @@ impl CoreSubscriptions {
 
 /// Parses an optional device id and checks it is a device of the caller's tenant (else
 /// NOT_FOUND).
-fn own_device(
+pub(crate) fn own_device(
     ctx: &Context<'_>,
     t: &crate::actors::TenantShared,
     id: Option<ID>,
