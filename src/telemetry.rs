@@ -65,6 +65,8 @@ pub mod names {
     pub const ALARM_STORE_ERRORS: &str = "thermacore_alarm_store_errors_total";
     pub const ALARM_EVENTS_DROPPED: &str = "thermacore_alarm_events_dropped_total";
     pub const ALARM_EVENTS_LAGGED: &str = "thermacore_alarm_events_lagged_total";
+    pub const ANOMALIES: &str = "thermacore_anomalies_total";
+    pub const ANOMALIES_DROPPED: &str = "thermacore_anomalies_dropped_total";
     pub const HISTORIAN_WRITTEN: &str = "thermacore_historian_written_samples_total";
     pub const HISTORIAN_DROPPED: &str = "thermacore_historian_dropped_samples_total";
     pub const HISTORIAN_FAILED_WRITES: &str = "thermacore_historian_failed_writes_total";
@@ -293,6 +295,14 @@ pub mod names {
         (
             ALARM_EVENTS_LAGGED,
             "Alarm events an alarmEvents subscriber missed because it read too slowly",
+        ),
+        (
+            ANOMALIES,
+            "Values the anomaly rules' detectors found anomalous, by method",
+        ),
+        (
+            ANOMALIES_DROPPED,
+            "Anomaly detections dropped unrecorded because the store stayed unreachable too long",
         ),
         (HISTORIAN_WRITTEN, "Samples written to the store"),
         (

@@ -200,7 +200,7 @@ async fn latest_history_and_buckets() {
     assert!(l[0]["qualityReason"].is_null());
 
     let from = chrono::Utc::now() - chrono::Duration::minutes(5);
-    let hq = "query($i:[ID!]!,$f:DateTime!,$t:DateTime!,$b:Int){history(tagIds:$i,from:$f,to:$t,bucketSeconds:$b){tagId samples{value quality} buckets{start avg min max count}}}";
+    let hq = "query($i:[ID!]!,$f:DateTime!,$t:DateTime!,$b:Int){history(tagIds:$i,from:$f,to:$t,bucketSeconds:$b){tagId samples{value quality} buckets{start avg min max count first last bad}}}";
     eventually(Duration::from_secs(10), "history rows stored", || async {
         let to = chrono::Utc::now() + chrono::Duration::minutes(1);
         let d = s
@@ -229,6 +229,31 @@ async fn latest_history_and_buckets() {
         "{b}"
     );
     assert_eq!(d["history"][1]["tagId"], tags["on"]);
+    assert_eq!(b[0]["bad"], 0, "{b}");
+    assert!(b[0]["first"].is_f64() && b[0]["last"].is_f64(), "{b}");
+    // The server started long after `from`: the stretch before its first sample is a
+    // gap of the raw history, and so is the minute to come.
+    let gq = "query($i:[ID!]!,$f:DateTime!,$t:DateTime!,$g:Int!){history(tagIds:$i,from:$f,to:$t,gapSeconds:$g){samples{sourceTime} gaps{from to}}}";
+    let vars =
+        |g: i64| json!({"i": [tags["temp"]], "f": from.to_rfc3339(), "t": to.to_rfc3339(), "g": g});
+    let d = s.data(&token, gq, vars(60)).await;
+    let h = &d["history"][0];
+    let gaps = h["gaps"].as_array().expect("gaps");
+    let first_sample = h["samples"][0]["sourceTime"].as_str().expect("sample");
+    let parse = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or(""))
+            .expect("time")
+            .timestamp_micros()
+    };
+    assert_eq!(parse(&gaps[0]["from"]), from.timestamp_micros(), "{h}");
+    assert_eq!(parse(&gaps[0]["to"]), parse(&json!(first_sample)), "{h}");
+    assert_eq!(
+        parse(&gaps[gaps.len() - 1]["to"]),
+        to.timestamp_micros(),
+        "{h}"
+    );
+    let r = s.gql(Some(&token), gq, vars(0)).await;
+    assert_eq!(code(&r), "BAD_USER_INPUT", "{r}");
     // bad ranges are refused with a code
     let r = s
         .gql(

@@ -34,8 +34,10 @@ async fn conformance(store: Arc<dyn Store>) {
     samples::history(&*store, &world).await;
     samples::buckets(&*store, &world).await;
     samples::bulk(&*store).await;
+    samples::rollups(&*store, &world).await;
     security::security(&*store, &world).await;
     alarms::alarms(&*store, &world).await;
+    alarms::anomalies(&*store, &world).await;
 }
 
 /// A connection failure must be reported within this long, not hang.

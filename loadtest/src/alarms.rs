@@ -1,5 +1,6 @@
 //! Alarm rule evaluation in the in-memory path: N tags with R rules each (limits with
-//! deadbands and delays, rate of change, quality, communication loss, stale), fed
+//! deadbands and delays, rate of change, quality, communication loss, stale; with
+//! `--anomaly`, a z-score detector over 60 samples in place of the last), fed
 //! sample batches of a slowly swinging signal that crosses some limits now and then.
 //!
 //! Two figures: the engine alone (what one alert stream's evaluation costs), and the
@@ -13,7 +14,9 @@ use std::time::{Duration, Instant};
 use ractor::Actor;
 use thermacore::actors::TenantWorld;
 use thermacore::actors::alerts::{AlertArgs, AlertMsg, AlertStreamActor};
-use thermacore::alarms::{Engine, LimitKind, Rule, RuleKind, RuleSpec, Severity, TagInfo};
+use thermacore::alarms::{
+    DetectorSpec, Engine, LimitKind, Method, Rule, RuleKind, RuleSpec, Severity, TagInfo,
+};
 use thermacore::domain::{
     DataType, DeviceId, DeviceSpec, Quality, QualityReason, RuleId, Sample, SampleBatch, TagId,
     TagSpec, TenantId, Timestamp, Value,
@@ -22,8 +25,9 @@ use thermacore::drivers::DriverConfig;
 use thermacore::drivers::sim::SimConfig;
 use thermacore::storage;
 
-/// The rules of one tag: up to ten kinds.
-fn rules_of(n: usize) -> Vec<RuleSpec> {
+/// The rules of one tag: up to ten kinds, the last of them an anomaly detector with
+/// `anomaly`.
+fn rules_of(n: usize, anomaly: bool) -> Vec<RuleSpec> {
     let limit = |name: &str, limit, setpoint, deadband, on| RuleSpec {
         name: name.into(),
         kind: RuleKind::Limit {
@@ -68,7 +72,30 @@ fn rules_of(n: usize) -> Vec<RuleSpec> {
         other("bad", RuleKind::Quality { reasons: vec![] }),
         other("stale", RuleKind::Stale { after_ms: 60_000 }),
     ];
-    all.into_iter().take(n).collect()
+    let mut rules: Vec<RuleSpec> = all.into_iter().take(n).collect();
+    if anomaly {
+        rules.pop();
+        rules.push(other(
+            "odd",
+            RuleKind::Anomaly(DetectorSpec {
+                method: Method::ZScore,
+                window: 60,
+                threshold: 4.0,
+            }),
+        ));
+    }
+    rules
+}
+
+/// What one run measures.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub tags: usize,
+    pub rules: usize,
+    pub anomaly: bool,
+    pub per_batch: usize,
+    pub amplitude: f64,
+    pub seconds: u64,
 }
 
 /// `batches` batches of `per_batch` samples covering the tags in turn: each tag's value
@@ -111,7 +138,15 @@ fn batches(
     out
 }
 
-fn engine_figure(tags: usize, rules: usize, per_batch: usize, amplitude: f64, seconds: u64) {
+fn engine_figure(run: Run) {
+    let Run {
+        tags,
+        rules,
+        anomaly,
+        per_batch,
+        amplitude,
+        seconds,
+    } = run;
     let tag_ids: Vec<TagId> = (1..=tags as i64).map(TagId).collect();
     let infos: HashMap<TagId, Arc<TagInfo>> = tag_ids
         .iter()
@@ -128,7 +163,11 @@ fn engine_figure(tags: usize, rules: usize, per_batch: usize, amplitude: f64, se
     let mut next = 0;
     let all: Vec<Rule> = tag_ids
         .iter()
-        .flat_map(|&tag| rules_of(rules).into_iter().map(move |spec| (tag, spec)))
+        .flat_map(|&tag| {
+            rules_of(rules, anomaly)
+                .into_iter()
+                .map(move |spec| (tag, spec))
+        })
         .map(|(tag, spec)| {
             next += 1;
             Rule {
@@ -152,32 +191,37 @@ fn engine_figure(tags: usize, rules: usize, per_batch: usize, amplitude: f64, se
     let started = Instant::now();
     let mut samples = 0u64;
     let mut transitions = 0u64;
+    let (mut detections, mut found) = (Vec::new(), 0u64);
     let mut k = 0;
     while started.elapsed() < Duration::from_secs(seconds) {
         for _ in 0..64 {
             let b = &input[k % input.len()];
             k += 1;
-            engine.on_samples(&b.samples, &mut events);
+            engine.on_samples(&b.samples, &mut events, &mut detections);
             samples += b.len() as u64;
         }
         transitions += events.len() as u64;
+        found += detections.len() as u64;
         events.clear();
+        detections.clear();
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "alarms engine: tags={tags} rules_per_tag={rules} batch={per_batch} amplitude={amplitude} samples/s={:.0} rule_evaluations/s={:.0} transitions={transitions} seconds={secs:.1}",
+        "alarms engine: tags={tags} rules_per_tag={rules} anomaly={anomaly} batch={per_batch} amplitude={amplitude} samples/s={:.0} rule_evaluations/s={:.0} transitions={transitions} anomalies={found} seconds={secs:.1}",
         samples as f64 / secs,
         samples as f64 * rules as f64 / secs,
     );
 }
 
-async fn actor_figure(
-    tags: usize,
-    rules: usize,
-    per_batch: usize,
-    amplitude: f64,
-    seconds: u64,
-) -> anyhow::Result<()> {
+async fn actor_figure(run: Run) -> anyhow::Result<()> {
+    let Run {
+        tags,
+        rules,
+        anomaly,
+        per_batch,
+        amplitude,
+        seconds,
+    } = run;
     let store = storage::connect("sqlite::memory:", 1).await?;
     store.migrate().await?;
     let tenant = store.upsert_tenant("bench").await?;
@@ -208,7 +252,7 @@ async fn actor_figure(
             writable: false,
         };
         let tag = store.upsert_tag(tenant.id, device.id, &spec).await?;
-        for r in rules_of(rules) {
+        for r in rules_of(rules, anomaly) {
             store.upsert_alarm_rule(tenant.id, tag.id, &r).await?;
         }
         tag_ids.push(tag.id);
@@ -245,7 +289,7 @@ async fn actor_figure(
         .await?
         .len();
     println!(
-        "alarms actor: tags={tags} rules_per_tag={rules} batch={per_batch} amplitude={amplitude} samples/s={:.0} rule_evaluations/s={:.0} transitions_recorded={recorded} seconds={secs:.1}",
+        "alarms actor: tags={tags} rules_per_tag={rules} anomaly={anomaly} batch={per_batch} amplitude={amplitude} samples/s={:.0} rule_evaluations/s={:.0} transitions_recorded={recorded} seconds={secs:.1}",
         samples as f64 / secs,
         samples as f64 * rules as f64 / secs,
     );
@@ -254,15 +298,12 @@ async fn actor_figure(
     Ok(())
 }
 
-pub async fn run(
-    tags: usize,
-    rules: usize,
-    per_batch: usize,
-    amplitude: f64,
-    seconds: u64,
-) -> anyhow::Result<()> {
-    anyhow::ensure!((1..=10).contains(&rules), "--rules-per-tag is 1..=10");
-    anyhow::ensure!(tags > 0 && per_batch > 0, "--tags and --batch must be > 0");
-    engine_figure(tags, rules, per_batch, amplitude, seconds);
-    actor_figure(tags, rules, per_batch, amplitude, seconds).await
+pub async fn run(run: Run) -> anyhow::Result<()> {
+    anyhow::ensure!((1..=10).contains(&run.rules), "--rules-per-tag is 1..=10");
+    anyhow::ensure!(
+        run.tags > 0 && run.per_batch > 0,
+        "--tags and --batch must be > 0"
+    );
+    engine_figure(run);
+    actor_figure(run).await
 }

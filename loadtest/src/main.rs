@@ -7,6 +7,7 @@ mod auth;
 mod child;
 mod dnp3;
 mod dnp3_outstations;
+mod history;
 mod idle;
 mod inmem;
 mod modbus;
@@ -62,6 +63,21 @@ enum Scenario {
         seconds: u64,
         #[arg(long, default_value_t = 20_000)]
         batch_size: usize,
+    },
+    /// `history` buckets over a day of many tags, from the rollups (PostgreSQL) and
+    /// from the samples.
+    History {
+        /// `postgres://…` or `sqlite:PATH`.
+        #[arg(long)]
+        store: String,
+        #[arg(long, default_value_t = 1000)]
+        tags: usize,
+        /// Seconds between two samples of a tag.
+        #[arg(long, default_value_t = 10)]
+        step_secs: i64,
+        /// Timed queries per bucket width.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
     /// Many idle sim devices: start-up time and memory per device actor.
     Idle {
@@ -247,6 +263,9 @@ enum Scenario {
         tags: usize,
         #[arg(long, default_value_t = 10)]
         rules_per_tag: usize,
+        /// Makes each tag's last rule a z-score anomaly detector (window 60).
+        #[arg(long)]
+        anomaly: bool,
         /// Samples per batch.
         #[arg(long, default_value_t = 500)]
         batch: usize,
@@ -279,10 +298,27 @@ fn main() -> anyhow::Result<()> {
             Scenario::Alarms {
                 tags,
                 rules_per_tag,
+                anomaly,
                 batch,
                 amplitude,
                 seconds,
-            } => alarms::run(tags, rules_per_tag, batch, amplitude, seconds).await,
+            } => {
+                alarms::run(alarms::Run {
+                    tags,
+                    rules: rules_per_tag,
+                    anomaly,
+                    per_batch: batch,
+                    amplitude,
+                    seconds,
+                })
+                .await
+            }
+            Scenario::History {
+                store,
+                tags,
+                step_secs,
+                runs,
+            } => history::run(&store, tags, step_secs, runs).await,
             Scenario::Persisted {
                 store,
                 devices,

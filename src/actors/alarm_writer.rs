@@ -1,5 +1,5 @@
-//! The alert stream's recorder: a task that writes alarm transitions to the store in
-//! the order the alert stream produced them, as many per transaction as have queued
+//! The alert stream's recorder: a task that writes alarm transitions (and anomaly
+//! detections) to the store in the order the alert stream produced them, as many per transaction as have queued
 //! up, so that evaluation never waits for the store (an alarm flood costs one
 //! transaction per write, not one per sample batch).
 //!
@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::alarms::AlarmEvent;
+use crate::alarms::{AlarmEvent, Anomaly};
 use crate::domain::TenantId;
 use crate::storage::Store;
 use crate::telemetry::names;
 
-/// Transitions kept while the store is unreachable.
+/// Transitions and detections kept while the store is unreachable.
 pub const MAX_PENDING: usize = 100_000;
-/// Most transitions written in one transaction.
+/// Most transitions and detections written in one transaction.
 const MAX_PER_WRITE: usize = 10_000;
 /// Wait before retrying after a failed write.
 const RETRY: Duration = Duration::from_millis(250);
@@ -32,7 +32,14 @@ const RETRY: Duration = Duration::from_millis(250);
 /// say whether they were recorded.
 pub struct Job {
     pub events: Vec<AlarmEvent>,
+    pub anomalies: Vec<Anomaly>,
     pub ack: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+impl Job {
+    fn len(&self) -> usize {
+        self.events.len() + self.anomalies.len()
+    }
 }
 
 /// The sending side, held by the alert stream.
@@ -48,11 +55,15 @@ impl AlarmWriter {
         AlarmWriter { tx, task }
     }
 
-    /// Queues the process's transitions.
-    pub fn submit(&self, events: Vec<AlarmEvent>) {
-        if !events.is_empty() {
+    /// Queues the process's transitions and detections.
+    pub fn submit(&self, events: Vec<AlarmEvent>, anomalies: Vec<Anomaly>) {
+        if !events.is_empty() || !anomalies.is_empty() {
             // The task ends only when this sender is dropped.
-            let _ = self.tx.send(Job { events, ack: None });
+            let _ = self.tx.send(Job {
+                events,
+                anomalies,
+                ack: None,
+            });
         }
     }
 
@@ -63,6 +74,7 @@ impl AlarmWriter {
         self.tx
             .send(Job {
                 events,
+                anomalies: Vec::new(),
                 ack: Some(ack),
             })
             .map_err(|_| "the alarm recorder stopped".to_string())?;
@@ -104,18 +116,16 @@ async fn run(
         let mut take = 0;
         let mut n = 0;
         for job in &queue {
-            if take > 0 && n + job.events.len() > MAX_PER_WRITE {
+            if take > 0 && n + job.len() > MAX_PER_WRITE {
                 break;
             }
-            n += job.events.len();
+            n += job.len();
             take += 1;
         }
-        let events: Vec<AlarmEvent> = queue
-            .iter()
-            .take(take)
-            .flat_map(|j| j.events.iter().cloned())
-            .collect();
-        match store.record_alarm_events(tenant, &events).await {
+        let jobs = || queue.iter().take(take);
+        let events: Vec<AlarmEvent> = jobs().flat_map(|j| j.events.iter().cloned()).collect();
+        let anomalies: Vec<Anomaly> = jobs().flat_map(|j| j.anomalies.iter().cloned()).collect();
+        match store.record_alarms(tenant, &events, &anomalies).await {
             Ok(()) => {
                 for job in queue.drain(..take) {
                     if let Some(ack) = job.ack {
@@ -138,12 +148,14 @@ async fn run(
                     }
                 }
                 queue = kept;
-                let mut queued: usize = queue.iter().map(|j| j.events.len()).sum();
+                let mut queued: usize = queue.iter().map(Job::len).sum();
                 while queued > MAX_PENDING {
                     let Some(old) = queue.pop_front() else { break };
-                    queued -= old.events.len();
+                    queued -= old.len();
                     metrics::counter!(names::ALARM_EVENTS_DROPPED, "tenant" => name.clone())
                         .increment(old.events.len() as u64);
+                    metrics::counter!(names::ANOMALIES_DROPPED, "tenant" => name.clone())
+                        .increment(old.anomalies.len() as u64);
                 }
                 if !open && queue.is_empty() {
                     return;

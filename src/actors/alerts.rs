@@ -24,7 +24,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use super::alarm_writer::AlarmWriter;
 use super::shared::TenantShared;
 use super::tenant::DeviceWorld;
-use crate::alarms::{AlarmEvent, AlarmView, Command, Engine, EngineError, TagInfo};
+use crate::alarms::{AlarmEvent, AlarmView, Anomaly, Command, Engine, EngineError, TagInfo};
 use crate::domain::{RuleId, SampleBatch, Timestamp};
 use crate::storage::Store;
 use crate::telemetry::names;
@@ -80,14 +80,20 @@ pub struct AlertState {
 pub struct AlertStreamActor;
 
 impl AlertStreamActor {
-    /// Publishes the process's transitions and hands them to the recorder.
-    fn record(st: &AlertState, events: Vec<AlarmEvent>) {
-        if events.is_empty() {
+    /// Publishes the process's transitions and hands them, with the anomaly
+    /// detections, to the recorder.
+    fn record(st: &AlertState, events: Vec<AlarmEvent>, anomalies: Vec<Anomaly>) {
+        if events.is_empty() && anomalies.is_empty() {
             return;
         }
         Self::publish(st, &events);
+        for a in &anomalies {
+            metrics::counter!(names::ANOMALIES, "tenant" => st.shared.tenant.name.clone(),
+                "method" => a.detection.method.as_str())
+            .increment(1);
+        }
         if let Some(w) = &st.writer {
-            w.submit(events);
+            w.submit(events, anomalies);
         }
     }
 
@@ -189,7 +195,7 @@ impl Actor for AlertStreamActor {
             writer: Some(writer),
             ticker: Some(ticker),
         };
-        Self::record(&st, events);
+        Self::record(&st, events, Vec::new());
         Ok(st)
     }
 
@@ -217,14 +223,15 @@ impl Actor for AlertStreamActor {
             AlertMsg::Batch(batch) => {
                 metrics::counter!(names::ALERT_SAMPLES, "tenant" => st.shared.tenant.name.clone())
                     .increment(batch.len() as u64);
-                let mut events = Vec::new();
-                st.engine.on_samples(&batch.samples, &mut events);
-                Self::record(st, events);
+                let (mut events, mut anomalies) = (Vec::new(), Vec::new());
+                st.engine
+                    .on_samples(&batch.samples, &mut events, &mut anomalies);
+                Self::record(st, events, anomalies);
             }
             AlertMsg::Tick => {
                 let mut events = Vec::new();
                 st.engine.tick(Timestamp::now(), &mut events);
-                Self::record(st, events);
+                Self::record(st, events, Vec::new());
             }
             AlertMsg::Command {
                 rule,

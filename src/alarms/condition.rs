@@ -1,13 +1,14 @@
 //! The evaluation state of one rule on its tag: fed the tag's samples and the clock,
 //! it reports the rule's condition when it changes (after the rule's delays).
 //!
-//! Which samples count: a limit, rate-of-change or digital rule ignores Bad samples
-//! (their value is the last known one, not a measurement; the quality rule covers
-//! them) and non-numeric values. Delays and staleness run on the server's receive
+//! Which samples count: a limit, rate-of-change, digital or anomaly rule ignores Bad
+//! samples (their value is the last known one, not a measurement; the quality rule
+//! covers them) and non-numeric values. Delays and staleness run on the server's receive
 //! time (device clocks may be off); the rate of change uses the device's source time,
 //! which is when the values were measured.
 
 use super::Condition;
+use super::anomaly::{Detection, Detector};
 use super::delay::Delay;
 use super::limit::limit_raw;
 use super::rule::{RuleKind, RuleSpec};
@@ -34,6 +35,16 @@ enum Watch {
         after_us: i64,
         last: Timestamp,
     },
+    /// Boxed: the detector and its window are large, and every rule's check sits in
+    /// the engine's one vector, which the other kinds keep small.
+    Anomaly(Box<AnomalyWatch>),
+}
+
+#[derive(Debug, Clone)]
+struct AnomalyWatch {
+    detector: Detector,
+    /// The last sample's detection, until the engine takes it.
+    found: Option<Detection>,
 }
 
 /// One rule's evaluation.
@@ -70,6 +81,10 @@ impl Check {
                 after_us: i64::try_from(*after_ms).unwrap_or(i64::MAX / 1000) * 1000,
                 last: now,
             },
+            RuleKind::Anomaly(d) => Watch::Anomaly(Box::new(AnomalyWatch {
+                detector: Detector::new(*d),
+                found: None,
+            })),
         };
         Check {
             watch,
@@ -140,10 +155,26 @@ impl Check {
                     _ => None,
                 }
             }
+            Watch::Anomaly(w) => s.value.as_f64().filter(|v| v.is_finite()).map(|v| {
+                w.found = w.detector.push(v);
+                if w.found.is_some() {
+                    Condition::Active
+                } else {
+                    Condition::Clear
+                }
+            }),
         };
         match next {
             Some(raw) => self.delay.set(raw, at),
             None => self.delay.tick(at),
+        }
+    }
+
+    /// The detection of the last sample, for an anomaly rule (once).
+    pub fn take_detection(&mut self) -> Option<Detection> {
+        match &mut self.watch {
+            Watch::Anomaly(w) => w.found.take(),
+            _ => None,
         }
     }
 

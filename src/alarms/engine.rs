@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::anomaly::Anomaly;
 use super::condition::Check;
 use super::rule::{MessageContext, Rule, Severity};
 use super::state::{AlarmState, Command, Condition, StateError};
@@ -174,8 +175,14 @@ impl Engine {
         self.instances.is_empty()
     }
 
-    /// Evaluates samples against their tags' rules; transitions go to `out`.
-    pub fn on_samples(&mut self, samples: &[Sample], out: &mut Vec<AlarmEvent>) {
+    /// Evaluates samples against their tags' rules; transitions go to `out`, the
+    /// anomaly rules' detections to `anomalies`.
+    pub fn on_samples(
+        &mut self,
+        samples: &[Sample],
+        out: &mut Vec<AlarmEvent>,
+        anomalies: &mut Vec<Anomaly>,
+    ) {
         for s in samples {
             let Some(&(a, b)) = self.by_tag.get(&s.tag) else {
                 continue;
@@ -185,7 +192,19 @@ impl Engine {
                 self.instances[a].last = value;
             }
             for i in a..b {
-                if let Some(c) = self.instances[i].check.sample(s) {
+                let inst = &mut self.instances[i];
+                let changed = inst.check.sample(s);
+                // A disabled rule's detections are not kept (its alarm is suppressed).
+                match inst.check.take_detection() {
+                    Some(detection) if inst.rule.spec.enabled => anomalies.push(Anomaly {
+                        rule: inst.rule.id,
+                        tag: s.tag,
+                        at: s.source_time,
+                        detection,
+                    }),
+                    _ => {}
+                }
+                if let Some(c) = changed {
                     self.follow(i, c, value, s.quality.reason(), s.server_time, out);
                 }
             }

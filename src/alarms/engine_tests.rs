@@ -80,13 +80,21 @@ fn states(out: &[AlarmEvent]) -> Vec<(i64, AlarmState)> {
 fn samples_drive_the_rules_of_their_tag_only() {
     let mut e = engine(vec![high(1, 1, 50.0), high(2, 1, 80.0), high(3, 2, 50.0)]);
     let mut out = Vec::new();
-    e.on_samples(&[sample(1, 60.0, 1), sample(3, 99.0, 1)], &mut out);
+    e.on_samples(
+        &[sample(1, 60.0, 1), sample(3, 99.0, 1)],
+        &mut out,
+        &mut Vec::new(),
+    );
     assert_eq!(states(&out), vec![(1, AlarmState::Unacked)]);
     assert_eq!(out[0].alarm.message, "t1 at 60 °C");
     assert_eq!(out[0].alarm.active_since, Some(ms(1)));
     assert_eq!(out[0].from, AlarmState::Normal);
     out.clear();
-    e.on_samples(&[sample(1, 90.0, 2), sample(1, 10.0, 3)], &mut out);
+    e.on_samples(
+        &[sample(1, 90.0, 2), sample(1, 10.0, 3)],
+        &mut out,
+        &mut Vec::new(),
+    );
     assert_eq!(
         out[1].alarm.message, "t1 at 60 °C",
         "a clear keeps the message of its activation"
@@ -106,7 +114,7 @@ fn samples_drive_the_rules_of_their_tag_only() {
 fn an_operator_command_is_planned_then_committed() {
     let mut e = engine(vec![high(1, 1, 50.0)]);
     let mut out = Vec::new();
-    e.on_samples(&[sample(1, 60.0, 1)], &mut out);
+    e.on_samples(&[sample(1, 60.0, 1)], &mut out, &mut Vec::new());
     let ack = e
         .command(
             RuleId(1),
@@ -134,7 +142,7 @@ fn an_operator_command_is_planned_then_committed() {
         e.command(RuleId(9), &Command::Acknowledge, "olga", None, ms(3)),
         Err(EngineError::NotFound(RuleId(9)))
     );
-    e.on_samples(&[sample(1, 10.0, 4)], &mut out);
+    e.on_samples(&[sample(1, 10.0, 4)], &mut out, &mut Vec::new());
     assert_eq!(
         out.last().map(|e| e.alarm.state.clone()),
         Some(AlarmState::Normal)
@@ -154,7 +162,7 @@ fn a_shelving_ends_at_its_time_and_lands_where_the_condition_is() {
         .unwrap()
         .unwrap();
     e.commit(&ev);
-    e.on_samples(&[sample(1, 60.0, 10)], &mut out);
+    e.on_samples(&[sample(1, 60.0, 10)], &mut out, &mut Vec::new());
     assert!(out.is_empty(), "shelved: no transition");
     assert_eq!(e.next_deadline(), Some(ms(1000)));
     e.tick(ms(999), &mut out);
@@ -200,7 +208,11 @@ fn disabled_rules_and_devices_out_of_service_are_suppressed_and_come_back() {
     );
     let stored: HashMap<_, _> = e.views().map(|v| (v.rule.id, v.alarm)).collect();
     out.clear();
-    e.on_samples(&[sample(1, 1.0, 1), sample(2, 99.0, 1)], &mut out);
+    e.on_samples(
+        &[sample(1, 1.0, 1), sample(2, 99.0, 1)],
+        &mut out,
+        &mut Vec::new(),
+    );
     assert!(out.is_empty(), "suppressed alarms stay quiet");
     // Restarted with the device back in service: rule 2 comes back Normal.
     let e = Engine::new(rules, &tags(3), stored, &HashSet::new(), ms(5), &mut out);
@@ -212,7 +224,7 @@ fn disabled_rules_and_devices_out_of_service_are_suppressed_and_come_back() {
 fn a_restored_active_alarm_is_not_raised_again() {
     let mut e = engine(vec![high(1, 1, 50.0)]);
     let mut out = Vec::new();
-    e.on_samples(&[sample(1, 60.0, 1)], &mut out);
+    e.on_samples(&[sample(1, 60.0, 1)], &mut out, &mut Vec::new());
     let stored: HashMap<_, _> = e.views().map(|v| (v.rule.id, v.alarm)).collect();
     out.clear();
     let mut e = Engine::new(
@@ -223,9 +235,9 @@ fn a_restored_active_alarm_is_not_raised_again() {
         ms(2),
         &mut out,
     );
-    e.on_samples(&[sample(1, 70.0, 3)], &mut out);
+    e.on_samples(&[sample(1, 70.0, 3)], &mut out, &mut Vec::new());
     assert!(out.is_empty(), "still the same activation: {out:?}");
-    e.on_samples(&[sample(1, 10.0, 4)], &mut out);
+    e.on_samples(&[sample(1, 10.0, 4)], &mut out, &mut Vec::new());
     assert_eq!(states(&out), vec![(1, AlarmState::RtnUnacked)]);
 }
 
@@ -249,10 +261,82 @@ fn a_delayed_activation_names_the_latest_value() {
             sample(1, 65.0, 500),
         ],
         &mut out,
+        &mut Vec::new(),
     );
     assert!(out.is_empty(), "still within the on-delay");
     e.tick(ms(1010), &mut out);
     assert_eq!(states(&out), vec![(1, AlarmState::Unacked)]);
     assert_eq!(out[0].alarm.message, "t1 at 65 °C");
     assert_eq!(out[0].alarm.value, Some(65.0));
+}
+
+#[test]
+fn an_anomaly_rule_records_each_detection_and_raises_its_alarm() {
+    use crate::alarms::{DetectorSpec, Method};
+    let kind = RuleKind::Anomaly(DetectorSpec {
+        method: Method::MovingAverage,
+        window: 4,
+        threshold: 5.0,
+    });
+    let mut anomaly = rule(1, 1, kind, true);
+    anomaly.spec.message = None;
+    let mut e = engine(vec![anomaly, high(2, 1, 1000.0)]);
+    let (mut out, mut found) = (Vec::new(), Vec::new());
+    let warm: Vec<Sample> = (0..4).map(|t| sample(1, 10.0, t)).collect();
+    e.on_samples(&warm, &mut out, &mut found);
+    assert!(out.is_empty() && found.is_empty(), "warming up");
+    let mut bad = sample(1, 99.0, 4);
+    bad.quality = Quality::Bad(QualityReason::CommLost);
+    e.on_samples(&[bad, sample(1, 30.0, 5)], &mut out, &mut found);
+    assert_eq!(found.len(), 1, "the Bad sample is not judged: {found:?}");
+    assert_eq!(
+        (found[0].rule, found[0].tag, found[0].at),
+        (RuleId(1), TagId(1), ms(5))
+    );
+    assert_eq!(found[0].detection.score, 20.0);
+    assert_eq!(states(&out), vec![(1, AlarmState::Unacked)]);
+    assert_eq!(out[0].alarm.message, "t1 anomalous (moving_average): 30 °C");
+    // The next normal value clears it: returned to normal, waiting for its ack.
+    e.on_samples(&[sample(1, 12.0, 6)], &mut out, &mut found);
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        out.last().map(|e| e.alarm.state.clone()),
+        Some(AlarmState::RtnUnacked)
+    );
+}
+
+#[test]
+fn a_disabled_anomaly_rule_keeps_no_detections() {
+    use crate::alarms::{DetectorSpec, Method};
+    let kind = RuleKind::Anomaly(DetectorSpec {
+        method: Method::ZScore,
+        window: 4,
+        threshold: 3.0,
+    });
+    let mut out = Vec::new();
+    let mut e = Engine::new(
+        vec![rule(1, 1, kind, false)],
+        &tags(1),
+        HashMap::new(),
+        &HashSet::new(),
+        ms(0),
+        &mut out,
+    );
+    assert_eq!(
+        states(&out),
+        vec![(
+            1,
+            AlarmState::Suppressed {
+                reason: "rule disabled".into()
+            }
+        )]
+    );
+    let mut found = Vec::new();
+    let series: Vec<Sample> = [1.0, 2.0, 1.0, 2.0, 500.0]
+        .iter()
+        .enumerate()
+        .map(|(t, &v)| sample(1, v, t as i64))
+        .collect();
+    e.on_samples(&series, &mut out, &mut found);
+    assert!(found.is_empty(), "{found:?}");
 }

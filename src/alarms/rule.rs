@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::anomaly::{DetectorError, DetectorSpec};
 use super::limit::LimitKind;
 use crate::domain::{QualityReason, RuleId, TagId, TenantId};
 
@@ -78,6 +79,8 @@ pub enum RuleKind {
     Quality { reasons: Vec<QualityReason> },
     /// No Good or Uncertain update for `after_ms`.
     Stale { after_ms: u64 },
+    /// A value the tag's streaming detector finds anomalous.
+    Anomaly(DetectorSpec),
 }
 
 impl RuleKind {
@@ -90,6 +93,7 @@ impl RuleKind {
             RuleKind::Quality { reasons } if reasons == &[QualityReason::CommLost] => "comm_loss",
             RuleKind::Quality { .. } => "bad_quality",
             RuleKind::Stale { .. } => "stale",
+            RuleKind::Anomaly(_) => "anomaly",
         }
     }
 
@@ -103,6 +107,7 @@ impl RuleKind {
             RuleKind::Digital { .. } => "{tag} is {value}",
             RuleKind::Quality { .. } => "{tag} quality bad: {reason}",
             RuleKind::Stale { .. } => "{tag} not updated for {setpoint} s",
+            RuleKind::Anomaly(_) => "{tag} anomalous ({method}): {value} {eng_unit}",
         }
     }
 
@@ -112,6 +117,7 @@ impl RuleKind {
             RuleKind::Limit { setpoint, .. } => Some(*setpoint),
             RuleKind::RateOfChange { max_per_second } => Some(*max_per_second),
             RuleKind::Stale { after_ms } => Some(*after_ms as f64 / 1000.0),
+            RuleKind::Anomaly(d) => Some(d.threshold),
             RuleKind::Digital { .. } | RuleKind::Quality { .. } => None,
         }
     }
@@ -124,8 +130,9 @@ pub struct RuleSpec {
     pub name: String,
     pub kind: RuleKind,
     pub severity: Severity,
-    /// With `{tag}`, `{value}`, `{eng_unit}`, `{setpoint}`, `{kind}`, `{rule}`,
-    /// `{severity}` and `{reason}`; a default per kind when absent.
+    /// With `{tag}`, `{value}`, `{eng_unit}`, `{setpoint}` (an anomaly rule's
+    /// threshold), `{kind}`, `{rule}`, `{severity}`, `{reason}` and `{method}` (an
+    /// anomaly rule's); a default per kind when absent.
     pub message: Option<String>,
     /// A disabled rule's alarm is suppressed by design.
     pub enabled: bool,
@@ -177,6 +184,8 @@ pub enum RuleError {
     },
     #[error("name: duplicate rule name `{0}` on the tag")]
     Duplicate(String),
+    #[error(transparent)]
+    Detector(#[from] DetectorError),
 }
 
 impl RuleSpec {
@@ -200,6 +209,7 @@ impl RuleSpec {
                 return Err(RuleError::Rate(*r));
             }
             RuleKind::Stale { after_ms: 0 } => return Err(RuleError::StaleWindow),
+            RuleKind::Anomaly(d) => d.check()?,
             _ => {}
         }
         for (field, value) in [
@@ -244,6 +254,11 @@ impl RuleSpec {
                 "rule" => out.push_str(&self.name),
                 "severity" => out.push_str(self.severity.as_str()),
                 "reason" => out.push_str(ctx.reason.as_str()),
+                "method" => {
+                    if let RuleKind::Anomaly(d) = &self.kind {
+                        out.push_str(d.method.as_str());
+                    }
+                }
                 _ => out.push_str(&rest[open..open + close + 2]),
             }
             rest = &after[close + 1..];

@@ -157,6 +157,7 @@ pub const FIELDS: &[FieldRule] = &[
     rule("Query.browseOpcUa", Requires(Configure), "device"),
     rule("Query.alarms", Requires(Read), "alarm"),
     rule("Query.alarmHistory", Requires(Read), "alarm"),
+    rule("Query.anomalies", Requires(Read), "tag"),
     rule("Mutation.login", Public, "session"),
     rule("Mutation.refresh", Public, "session"),
     rule("Mutation.logout", Public, "session"),

@@ -12,12 +12,15 @@
 //!
 //! `type` is `high_high`, `high`, `low`, `low_low` (with `setpoint`, `deadband`),
 //! `rate_of_change` (`max_per_second`), `digital` (`state`, default true),
-//! `bad_quality` (`reasons`, any Bad when empty), `comm_loss` or `stale` (`after_ms`).
+//! `bad_quality` (`reasons`, any Bad when empty), `comm_loss`, `stale` (`after_ms`) or
+//! `anomaly` (`method` = `zscore`, `iqr` or `moving_average`; `window` in samples,
+//! default 60; `threshold`, default 3 standard deviations for `zscore` and 1.5 IQRs
+//! for `iqr`, and for `moving_average` a deviation in the tag's units, required).
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::alarms::{LimitKind, RuleKind, RuleSpec, Severity};
+use crate::alarms::{DetectorSpec, LimitKind, Method, RuleKind, RuleSpec, Severity};
 use crate::domain::QualityReason;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +35,9 @@ pub struct AlarmConfig {
     pub state: Option<bool>,
     pub reasons: Option<Vec<QualityReason>>,
     pub after_ms: Option<i64>,
+    pub method: Option<Method>,
+    pub window: Option<i64>,
+    pub threshold: Option<f64>,
     #[serde(default = "medium")]
     pub severity: Severity,
     pub message: Option<String>,
@@ -50,8 +56,10 @@ fn yes() -> bool {
     true
 }
 
-const KINDS: &str =
-    "high_high, high, low, low_low, rate_of_change, digital, bad_quality, comm_loss or stale";
+const KINDS: &str = "high_high, high, low, low_low, rate_of_change, digital, bad_quality, \
+                     comm_loss, stale or anomaly";
+/// The window of an anomaly rule that names none.
+const DEFAULT_WINDOW: u32 = 60;
 
 impl AlarmConfig {
     /// The rule this entry declares, or what is wrong with it (field first). The
@@ -66,6 +74,7 @@ impl AlarmConfig {
             (None, "bad_quality") => &["reasons"],
             (None, "comm_loss") => &[],
             (None, "stale") => &["after_ms"],
+            (None, "anomaly") => &["method", "window", "threshold"],
             (None, other) => {
                 return Err(format!(
                     "type: unknown alarm type `{other}` (expected {KINDS})"
@@ -79,11 +88,19 @@ impl AlarmConfig {
             ("state", self.state.is_some()),
             ("reasons", self.reasons.is_some()),
             ("after_ms", self.after_ms.is_some()),
+            ("method", self.method.is_some()),
+            ("window", self.window.is_some()),
+            ("threshold", self.threshold.is_some()),
         ];
         if let Some((field, _)) = given.iter().find(|(f, set)| *set && !allowed.contains(f)) {
             return Err(format!("{field}: does not apply to a `{kind}` alarm"));
         }
-        let missing = |field: &str| format!("{field}: a `{kind}` alarm needs one");
+        let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        let missing = |field: &str| format!("{field}: {article} `{kind}` alarm needs one");
         let kind = match limit {
             Some(limit) => RuleKind::Limit {
                 limit,
@@ -105,6 +122,7 @@ impl AlarmConfig {
                 "comm_loss" => RuleKind::Quality {
                     reasons: vec![QualityReason::CommLost],
                 },
+                "anomaly" => RuleKind::Anomaly(self.detector().map_err(&missing)?),
                 _ => {
                     let after = self.after_ms.ok_or_else(|| missing("after_ms"))?;
                     RuleKind::Stale {
@@ -125,6 +143,28 @@ impl AlarmConfig {
             enabled: self.enabled,
             on_delay_ms: delay("on_delay_ms", self.on_delay_ms)?,
             off_delay_ms: delay("off_delay_ms", self.off_delay_ms)?,
+        })
+    }
+
+    /// The detector of an `anomaly` entry (its range checks are the rule's), or the
+    /// field it lacks.
+    fn detector(&self) -> Result<DetectorSpec, &'static str> {
+        let method = self.method.ok_or("method")?;
+        let threshold = match (self.threshold, method) {
+            (Some(t), _) => t,
+            (None, Method::ZScore) => 3.0,
+            (None, Method::Iqr) => 1.5,
+            (None, Method::MovingAverage) => return Err("threshold"),
+        };
+        let window = match self.window {
+            None => DEFAULT_WINDOW,
+            // Out of range (negative too) is the rule check's to name.
+            Some(w) => u32::try_from(w).unwrap_or(0),
+        };
+        Ok(DetectorSpec {
+            method,
+            window,
+            threshold,
         })
     }
 }

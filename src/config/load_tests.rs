@@ -347,7 +347,9 @@ fn alarm_rules_parse_into_their_kinds() {
             r#"{ name = "hot", type = "high", setpoint = 80, deadband = 2, on_delay_ms = 500, severity = "critical" },
                { name = "link", type = "comm_loss" },
                { name = "fast", type = "rate_of_change", max_per_second = 3 },
-               { name = "old", type = "stale", after_ms = 60000, enabled = false }"#,
+               { name = "old", type = "stale", after_ms = 60000, enabled = false },
+               { name = "odd", type = "anomaly", method = "iqr" },
+               { name = "off", type = "anomaly", method = "moving_average", window = 30, threshold = 5 }"#,
         ),
         "test.toml",
     )
@@ -364,6 +366,20 @@ fn alarm_rules_parse_into_their_kinds() {
     assert_eq!(specs[1].severity, crate::alarms::Severity::Medium);
     assert_eq!(specs[2].kind.name(), "rate_of_change");
     assert!(!specs[3].enabled);
+    use crate::alarms::{DetectorSpec, Method, RuleKind};
+    let detector = |method, window, threshold| {
+        RuleKind::Anomaly(DetectorSpec {
+            method,
+            window,
+            threshold,
+        })
+    };
+    assert_eq!(
+        specs[4].kind,
+        detector(Method::Iqr, 60, 1.5),
+        "the defaults"
+    );
+    assert_eq!(specs[5].kind, detector(Method::MovingAverage, 30, 5.0));
 }
 
 #[test]
@@ -401,12 +417,40 @@ fn bad_alarm_rules_are_refused_with_their_key() {
             r#"{ name = "x", type = "comm_loss", severity = "urgent" }"#,
             "urgent",
         ),
+        (
+            r#"{ name = "a", type = "anomaly", method = "zscore", window = 0 }"#,
+            "window: must be 4 to 10000 samples, not 0",
+        ),
+        (
+            r#"{ name = "a", type = "anomaly", method = "zscore", window = -3 }"#,
+            "window: must be 4 to 10000 samples",
+        ),
+        (
+            r#"{ name = "a", type = "anomaly", method = "iqr", threshold = 0 }"#,
+            "threshold: must be a finite number > 0",
+        ),
+        (
+            r#"{ name = "a", type = "anomaly", method = "moving_average" }"#,
+            "threshold: an `anomaly` alarm needs one",
+        ),
+        (
+            r#"{ name = "a", type = "anomaly" }"#,
+            "method: an `anomaly` alarm needs one",
+        ),
+        (
+            r#"{ name = "a", type = "anomaly", method = "median" }"#,
+            "unknown variant `median`",
+        ),
+        (
+            r#"{ name = "a", type = "high", setpoint = 1, window = 10 }"#,
+            "window: does not apply to a `high` alarm",
+        ),
     ];
     for (alarms, expected) in cases {
         let e = err(&with_alarms(alarms));
         assert!(e.contains(expected), "{alarms}: {e}");
         assert!(
-            e.contains("tags[0].alarms") || e.contains("urgent"),
+            e.contains("tags[0].alarms") || e.contains("urgent") || e.contains("median"),
             "{alarms}: {e}"
         );
     }

@@ -47,6 +47,7 @@ name = "gw-pressure"
 address = "topic=demo/gateway1/boiler;value=/pressure"
 data_type = "f64"
 eng_unit = "bar"
+alarms = [{ name = "pressure-surge", type = "anomaly", method = "zscore", window = 30, threshold = 4, severity = "medium", message = "{tag} surge: {value} bar" }]
 
 [[tenants.devices.tags]]
 name = "gw-pump-running"

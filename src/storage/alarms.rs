@@ -8,10 +8,14 @@ use async_trait::async_trait;
 use sqlx::FromRow;
 
 use super::Backend;
-use crate::alarms::{AlarmEvent, AlarmState, Condition, Rule, RuleSpec, Severity, StoredAlarm};
+use crate::alarms::{
+    AlarmEvent, AlarmState, Anomaly, Condition, Detection, Rule, RuleSpec, Severity, StoredAlarm,
+};
 use crate::domain::{RuleId, TagId, TenantId, Timestamp};
 use crate::storage::rows::insert_error;
-use crate::storage::{AlarmEventRecord, AlarmHistoryFilter, AlarmStore, Error, Result};
+use crate::storage::{
+    AlarmEventRecord, AlarmHistoryFilter, AlarmStore, AnomalyFilter, AnomalyRecord, Error, Result,
+};
 
 /// (state, reason, shelved_until) columns of a state.
 fn state_columns(s: &AlarmState) -> (&'static str, Option<&str>, Option<i64>) {
@@ -132,6 +136,44 @@ impl TryFrom<EventRow> for AlarmEventRecord {
     }
 }
 
+#[derive(FromRow)]
+struct AnomalyRow {
+    id: i64,
+    rule_id: i64,
+    tag_id: i64,
+    at: i64,
+    method: String,
+    value: f64,
+    score: f64,
+    confidence: f64,
+    expected: f64,
+    lower: f64,
+    upper: f64,
+}
+
+impl TryFrom<AnomalyRow> for AnomalyRecord {
+    type Error = Error;
+    fn try_from(r: AnomalyRow) -> Result<Self> {
+        Ok(AnomalyRecord {
+            id: r.id,
+            anomaly: Anomaly {
+                rule: RuleId(r.rule_id),
+                tag: TagId(r.tag_id),
+                at: Timestamp(r.at),
+                detection: Detection {
+                    method: r.method.parse().map_err(Error::Corrupt)?,
+                    value: r.value,
+                    score: r.score,
+                    confidence: r.confidence,
+                    expected: r.expected,
+                    lower: r.lower,
+                    upper: r.upper,
+                },
+            },
+        })
+    }
+}
+
 fn spec_json(spec: &RuleSpec) -> Result<String> {
     serde_json::to_string(spec).map_err(|e| Error::Corrupt(format!("rule spec: {e}")))
 }
@@ -203,8 +245,13 @@ impl AlarmStore for Backend {
             .collect()
     }
 
-    async fn record_alarm_events(&self, tenant: TenantId, events: &[AlarmEvent]) -> Result<()> {
-        if events.is_empty() {
+    async fn record_alarms(
+        &self,
+        tenant: TenantId,
+        events: &[AlarmEvent],
+        anomalies: &[Anomaly],
+    ) -> Result<()> {
+        if events.is_empty() && anomalies.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
@@ -260,6 +307,30 @@ impl AlarmStore for Backend {
             .execute(&mut *tx)
             .await?;
         }
+        for a in anomalies {
+            let d = &a.detection;
+            // Selecting the tenant's own tag keeps a detection of a tag deleted
+            // meanwhile (or of another tenant) out.
+            sqlx::query(
+                "INSERT INTO anomalies (tenant_id, tag_id, rule_id, at, method, value, score, \
+                 confidence, expected, lower, upper) \
+                 SELECT tenant_id, id, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM tags \
+                 WHERE id = $2 AND tenant_id = $1",
+            )
+            .bind(tenant.0)
+            .bind(a.tag.0)
+            .bind(a.rule.0)
+            .bind(a.at.0)
+            .bind(d.method.as_str())
+            .bind(d.value)
+            .bind(d.score)
+            .bind(d.confidence)
+            .bind(d.expected)
+            .bind(d.lower)
+            .bind(d.upper)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -287,5 +358,46 @@ impl AlarmStore for Backend {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(AlarmEventRecord::try_from).collect()
+    }
+
+    async fn anomalies(
+        &self,
+        tenant: TenantId,
+        filter: &AnomalyFilter,
+        before: Option<(Timestamp, i64)>,
+        limit: i64,
+    ) -> Result<Vec<AnomalyRecord>> {
+        if filter.tags.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb = sqlx::QueryBuilder::<super::Db>::new(
+            "SELECT id, rule_id, tag_id, at, method, value, score, confidence, expected, lower, \
+             upper FROM anomalies WHERE tenant_id = ",
+        );
+        qb.push_bind(tenant.0).push(" AND tag_id IN (");
+        let mut tags = qb.separated(", ");
+        for t in &filter.tags {
+            tags.push_bind(t.0);
+        }
+        qb.push(") AND at >= ")
+            .push_bind(filter.from.0)
+            .push(" AND at < ")
+            .push_bind(filter.to.0);
+        if let Some(c) = filter.min_confidence {
+            qb.push(" AND confidence >= ").push_bind(c);
+        }
+        if let Some((at, id)) = before {
+            qb.push(" AND (at < ")
+                .push_bind(at.0)
+                .push(" OR (at = ")
+                .push_bind(at.0)
+                .push(" AND id < ")
+                .push_bind(id)
+                .push("))");
+        }
+        qb.push(" ORDER BY at DESC, id DESC LIMIT ")
+            .push_bind(limit);
+        let rows: Vec<AnomalyRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+        rows.into_iter().map(AnomalyRecord::try_from).collect()
     }
 }

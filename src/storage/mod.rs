@@ -4,6 +4,7 @@
 
 mod codec;
 pub mod postgres;
+pub mod rollup;
 mod rows;
 pub mod sqlite;
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::alarms::{AlarmEvent, Rule, RuleSpec, StoredAlarm};
+use crate::alarms::{AlarmEvent, Anomaly, Rule, RuleSpec, StoredAlarm};
 
 use crate::domain::{
     AuditFilter, AuditRecord, Device, DeviceId, DeviceSpec, QuotaOverrides, RefreshToken,
@@ -104,16 +105,24 @@ pub(crate) fn in_index_order(samples: &[StoredSample]) -> Vec<&StoredSample> {
     order
 }
 
-/// One aggregation bucket of a tag's numeric history.
+/// One aggregation bucket of a tag's history (see [`rollup`]): the aggregates are of
+/// the numeric samples that are not Bad, and the Bad ones are counted apart.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bucket {
     pub tag: TagId,
     /// Start of the bucket (inclusive).
     pub start: Timestamp,
-    pub avg: f64,
-    pub min: f64,
-    pub max: f64,
+    /// Numeric samples that are not Bad: what the aggregates are of.
     pub count: i64,
+    /// None when `count` is 0 (only Bad samples in the bucket).
+    pub avg: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// The earliest and the latest of them, by source time.
+    pub first: Option<f64>,
+    pub last: Option<f64>,
+    /// Bad samples in the bucket.
+    pub bad: i64,
 }
 
 /// What a tenant holds, against its quotas.
@@ -199,7 +208,8 @@ pub trait SecurityStore: Send + Sync + 'static {
     /// Audit retention: deletes records older than `before`.
     async fn purge_audit(&self, before: Timestamp) -> Result<u64>;
 
-    /// History retention of one tenant.
+    /// History retention of one tenant: samples (their count is returned) and the
+    /// anomaly detections on them.
     async fn delete_history_before(&self, tenant: TenantId, before: Timestamp) -> Result<u64>;
 }
 
@@ -218,7 +228,23 @@ pub struct AlarmHistoryFilter {
     pub to: Option<Timestamp>,
 }
 
-/// Alarm rules, alarm states and the alarm history. Only the tenant's alert stream
+/// One recorded anomaly detection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyRecord {
+    pub id: i64,
+    pub anomaly: Anomaly,
+}
+
+/// Which anomaly detections to read: of `tags`, at source times in `[from, to)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyFilter {
+    pub tags: Vec<TagId>,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub min_confidence: Option<f64>,
+}
+
+/// Alarm rules, alarm states, the alarm history and the anomaly detections. Only the tenant's alert stream
 /// writes states and history.
 #[async_trait]
 pub trait AlarmStore: Send + Sync + 'static {
@@ -233,9 +259,14 @@ pub trait AlarmStore: Send + Sync + 'static {
     async fn alarm_rules(&self, tenant: TenantId) -> Result<Vec<Rule>>;
     /// The last recorded state of every alarm of the tenant.
     async fn alarm_states(&self, tenant: TenantId) -> Result<HashMap<RuleId, StoredAlarm>>;
-    /// Appends the transitions to the history and moves the alarms' states, in one
-    /// transaction: all or nothing.
-    async fn record_alarm_events(&self, tenant: TenantId, events: &[AlarmEvent]) -> Result<()>;
+    /// Appends the transitions to the history, moves the alarms' states and appends
+    /// the anomaly detections, in one transaction: all or nothing.
+    async fn record_alarms(
+        &self,
+        tenant: TenantId,
+        events: &[AlarmEvent],
+        anomalies: &[Anomaly],
+    ) -> Result<()>;
     /// Newest first, ids below `before_id`, at most `limit`.
     async fn alarm_history(
         &self,
@@ -244,6 +275,15 @@ pub trait AlarmStore: Send + Sync + 'static {
         before_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<AlarmEventRecord>>;
+    /// Newest first (by time, then id), older than `before` (time, id), at most
+    /// `limit`.
+    async fn anomalies(
+        &self,
+        tenant: TenantId,
+        filter: &AnomalyFilter,
+        before: Option<(Timestamp, i64)>,
+        limit: i64,
+    ) -> Result<Vec<AnomalyRecord>>;
 }
 
 /// The persistence interface of ThermaCore.
@@ -320,7 +360,9 @@ pub trait Store: SecurityStore + AlarmStore {
         limit: i64,
     ) -> Result<Vec<Sample>>;
 
-    /// avg/min/max/count of numeric samples per `bucket_secs` bucket in `[from, to)`.
+    /// The [`Bucket`]s of `bucket_secs` (epoch-aligned) of samples in `[from, to)`,
+    /// ordered by tag then start; buckets without samples are left out. PostgreSQL
+    /// reads whole minutes and hours from its rollups, SQLite aggregates the samples.
     async fn history_buckets(
         &self,
         tenant: TenantId,

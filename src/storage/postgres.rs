@@ -3,6 +3,7 @@
 
 mod history;
 mod partitions;
+mod rollups;
 // Shared with the other backend on purpose: same SQL, compiled against our `Pool`.
 #[allow(clippy::duplicate_mod)]
 #[path = "alarms.rs"]
@@ -33,6 +34,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The pool type the shared `world` module is compiled against.
 type Pool = PgPool;
+/// The database the shared modules build queries for.
+type Db = sqlx::Postgres;
 /// The store type the shared `security` module implements [`SecurityStore`](super::SecurityStore) for.
 type Backend = PostgresStore;
 
@@ -170,7 +173,7 @@ impl Store for PostgresStore {
         to: Timestamp,
         bucket_secs: i64,
     ) -> Result<Vec<Bucket>> {
-        history::history_buckets(&self.pool, tenant, tags, from, to, bucket_secs).await
+        rollups::buckets(&self.pool, tenant, tags, from, to, bucket_secs).await
     }
 
     async fn count_samples(&self, tenant: TenantId) -> Result<i64> {

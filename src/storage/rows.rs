@@ -68,6 +68,14 @@ pub(super) fn invalid(msg: String) -> Error {
     Error::Database(sqlx::Error::InvalidArgument(msg))
 }
 
+/// A bucket width in microseconds, refused when it is not positive or overflows.
+pub(super) fn bucket_width(bucket_secs: i64) -> Result<i64, Error> {
+    bucket_secs
+        .checked_mul(1_000_000)
+        .filter(|w| *w > 0)
+        .ok_or_else(|| invalid(format!("bucket of {bucket_secs} s")))
+}
+
 /// `poll_ms` is stored in a signed 64-bit column.
 pub(super) fn poll_ms_column(poll_ms: u64) -> Result<i64> {
     i64::try_from(poll_ms).map_err(|_| invalid(format!("poll_ms {poll_ms} is too large")))

@@ -443,6 +443,12 @@ impl SecurityStore for Backend {
     }
 
     async fn delete_history_before(&self, tenant: TenantId, before: Timestamp) -> Result<u64> {
+        // The anomalies judged the samples: they go with them.
+        sqlx::query("DELETE FROM anomalies WHERE tenant_id = $1 AND at < $2")
+            .bind(tenant.0)
+            .bind(before.0)
+            .execute(&self.pool)
+            .await?;
         // The time column differs by backend (INTEGER µs / timestamptz).
         super::history::delete_before(&self.pool, tenant, before).await
     }

@@ -37,6 +37,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The pool type the shared `world` module is compiled against.
 type Pool = SqlitePool;
+/// The database the shared modules build queries for.
+type Db = sqlx::Sqlite;
 /// The store type the shared `security` module implements [`SecurityStore`](super::SecurityStore) for.
 type Backend = SqliteStore;
 

@@ -348,3 +348,130 @@ async fn active_alarms_survive_a_server_restart() {
     assert_eq!(after["spare"]["state"], "SUPPRESSED");
     s.stop().await.expect("stop");
 }
+
+const NOISY: &str = r#"
+[[tenants]]
+name = "acme"
+[[tenants.devices]]
+name = "meter"
+poll_ms = 20
+driver = { protocol = "sim" }
+[[tenants.devices.tags]]
+name = "flow"
+address = "walk:step=1,min=0,max=100"
+alarms = [{ name = "odd-flow", type = "anomaly", method = "iqr", window = 4, threshold = 0.5 }]
+
+[[tenants]]
+name = "globex"
+[[tenants.devices]]
+name = "other"
+driver = { protocol = "sim" }
+[[tenants.devices.tags]]
+name = "flow"
+address = "walk:step=1,min=0,max=100"
+"#;
+
+const ANOMALIES: &str = "query($t:[ID!]!,$f:DateTime!,$to:DateTime!,$c:Float,$n:Int=100,$a:String)\
+    {anomalies(tagIds:$t,from:$f,to:$to,minConfidence:$c,first:$n,after:$a)\
+    {anomalies{id tagId alarmId at method value score confidence expected lower upper}\
+    endCursor hasNextPage}}";
+
+#[tokio::test]
+async fn anomalies_are_queried_by_tag_and_time_in_pages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = [
+        ("acme", "vic", Role::Viewer),
+        ("globex", "admin", Role::Admin),
+    ];
+    let s = server::start(server::config(NOISY, dir.path()), &users).await;
+    s.wait_ready().await;
+    let vic = s.login("acme", "vic").await;
+    let globex = s.login("globex", "admin").await;
+    let tags = s.data(&vic, "{tags{id name}}", json!({})).await;
+    let flow = tags["tags"][0]["id"].as_str().expect("tag").to_string();
+    let theirs = s.data(&globex, "{tags{id}}", json!({})).await["tags"][0]["id"]
+        .as_str()
+        .expect("their tag")
+        .to_string();
+    let odd = alarms(&s, &vic).await["odd-flow"].clone();
+    assert_eq!(odd["kind"], "anomaly");
+    let (from, to) = (
+        (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339(),
+        (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
+    );
+    let vars = |extra: Value| {
+        let mut v = json!({"t": [flow], "f": from, "to": to});
+        if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), extra) {
+            v.extend(extra);
+        }
+        v
+    };
+
+    // A random walk keeps leaving its last four values' quartiles.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let all = loop {
+        let d = s.data(&vic, ANOMALIES, vars(json!({}))).await;
+        let list = d["anomalies"]["anomalies"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if list.len() >= 3 {
+            break list;
+        }
+        assert!(std::time::Instant::now() < deadline, "no detections: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for a in &all {
+        assert_eq!(a["method"], "IQR", "{a}");
+        assert_eq!(a["tagId"], flow.as_str());
+        assert_eq!(a["alarmId"], odd["id"]);
+        let (v, lo, hi) = (
+            a["value"].as_f64(),
+            a["lower"].as_f64(),
+            a["upper"].as_f64(),
+        );
+        assert!(v < lo || v > hi, "outside the band: {a}");
+        assert!(a["score"].as_f64() > Some(0.5), "{a}");
+    }
+    let times: Vec<&str> = all.iter().filter_map(|a| a["at"].as_str()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+
+    // Pages do not overlap and follow on.
+    let one = s.data(&vic, ANOMALIES, vars(json!({"n": 1}))).await["anomalies"].clone();
+    assert_eq!(one["hasNextPage"], true);
+    let next = s
+        .data(
+            &vic,
+            ANOMALIES,
+            vars(json!({"n": 1, "a": one["endCursor"]})),
+        )
+        .await["anomalies"]
+        .clone();
+    let (a, b) = (&one["anomalies"][0], &next["anomalies"][0]);
+    assert_ne!(a["id"], b["id"]);
+    assert!(a["at"].as_str() >= b["at"].as_str());
+    let sure = s.data(&vic, ANOMALIES, vars(json!({"c": 0.5}))).await;
+    for a in sure["anomalies"]["anomalies"].as_array().expect("list") {
+        assert!(a["confidence"].as_f64() >= Some(0.5), "{a}");
+    }
+
+    // Bad input is refused and names what is wrong.
+    for (extra, why) in [
+        (json!({"f": to, "to": from}), "`from` must be before `to`"),
+        (json!({"c": 2.0}), "minConfidence"),
+        (json!({"a": "page-two"}), "cursor"),
+        (json!({"n": 0}), "first"),
+    ] {
+        let r = s.gql(Some(&vic), ANOMALIES, vars(extra.clone())).await;
+        assert_eq!(code(&r), "BAD_USER_INPUT", "{extra}: {r}");
+        assert!(r.to_string().contains(why), "{extra}: {r}");
+    }
+    let r = s
+        .gql(Some(&vic), ANOMALIES, vars(json!({"t": [flow, theirs]})))
+        .await;
+    assert_eq!(code(&r), "NOT_FOUND", "another tenant's tag: {r}");
+    s.stop().await.expect("clean stop");
+}

@@ -20,17 +20,17 @@ use thermacore::storage::{self, AlarmHistoryFilter, Store};
 
 const CALL: Duration = Duration::from_secs(10);
 
-struct Plant {
-    store: Arc<dyn Store>,
-    world: TenantWorld,
+pub(crate) struct Plant {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) world: TenantWorld,
     /// The high-limit rule on each device's tag.
-    rules: Vec<RuleId>,
+    pub(crate) rules: Vec<RuleId>,
     _dir: tempfile::TempDir,
 }
 
 /// A tenant with `devices` devices of one tag each, a high limit at 80 on every tag,
 /// on a fresh SQLite file.
-async fn plant(devices: usize) -> Plant {
+pub(crate) async fn plant(devices: usize) -> Plant {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite:{}", dir.path().join("t.db").display());
     let store = storage::connect(&url, 4).await.expect("store");
@@ -94,7 +94,7 @@ async fn plant_in(store: Arc<dyn Store>, devices: usize, dir: tempfile::TempDir)
     }
 }
 
-async fn start(p: &Plant) -> ActorRef<AlertMsg> {
+pub(crate) async fn start(p: &Plant) -> ActorRef<AlertMsg> {
     let args = AlertArgs {
         shared: p.world.shared.clone(),
         store: p.store.clone(),
@@ -147,7 +147,7 @@ async fn command(
 
 /// Waits until the actor handled everything sent before (its mailbox is FIFO) and
 /// its recorder wrote every transition.
-async fn drain(actor: &ActorRef<AlertMsg>) {
+pub(crate) async fn drain(actor: &ActorRef<AlertMsg>) {
     actor
         .call(AlertMsg::Flush, Some(CALL))
         .await
@@ -158,7 +158,7 @@ async fn drain(actor: &ActorRef<AlertMsg>) {
 }
 
 /// The recorded transitions of `rule`, oldest first, as (from, to) names.
-async fn history(store: &dyn Store, p: &Plant, rule: RuleId) -> Vec<(String, String)> {
+pub(crate) async fn history(store: &dyn Store, p: &Plant, rule: RuleId) -> Vec<(String, String)> {
     let filter = AlarmHistoryFilter {
         rule: Some(rule),
         ..AlarmHistoryFilter::default()

@@ -378,6 +378,7 @@ async fn ids_of_another_tenant_are_not_found() {
         ("Subscription.deviceStatus", ("deviceId", "device")),
         ("Query.alarms", ("deviceId", "device")),
         ("Query.alarmHistory", ("alarmId", "alarm")),
+        ("Query.anomalies", ("tagIds", "tags")),
         ("Mutation.acknowledgeAlarm", ("id", "alarm")),
         ("Mutation.acknowledgeAlarms", ("ids", "alarms")),
         ("Mutation.shelveAlarm", ("id", "alarm")),

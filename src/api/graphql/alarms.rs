@@ -66,7 +66,7 @@ fn text(
     }
 }
 
-fn first_in(ctx: &Context<'_>, first: i32, max: i32) -> async_graphql::Result<usize> {
+pub(super) fn first_in(ctx: &Context<'_>, first: i32, max: i32) -> async_graphql::Result<usize> {
     if (1..=max).contains(&first) {
         Ok(first as usize)
     } else {

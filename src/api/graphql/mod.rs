@@ -2,6 +2,7 @@
 //! every resolver reads (store, runtime, the caller's session, the request id).
 
 mod alarms;
+mod analytics;
 mod devices;
 mod mutation;
 mod opcua;

@@ -5,17 +5,22 @@ use async_graphql::{Context, ID, Object};
 use chrono::{DateTime, Utc};
 
 use super::types::{
-    ActorInfo, AuditFilterInput, AuditPage, Bucket, CacheInfo, Device, HistorianInfo, Me,
-    OpcUaNode, SystemInfo, Tag, TagHistory, TagValue, TenantInfo, TenantUsage, Unit, UserInfo,
+    ActorInfo, AuditFilterInput, AuditPage, CacheInfo, Device, Gap, HistorianInfo, Me, OpcUaNode,
+    SystemInfo, Tag, TagHistory, TagValue, TenantInfo, TenantUsage, Unit, UserInfo,
 };
 use super::{ApiError, api, fail, own_tags, session, tenant};
 use crate::actors::cache::Lookup;
 use crate::api::permissions::{FieldAccess, Permission};
 use crate::domain::{AuditFilter, DeviceId, TagId, TenantId, Timestamp};
+use crate::storage::rollup::{bucket_gaps, sample_gaps};
 
 /// The query root: the fields here and the alarm queries.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct QueryRoot(CoreQueries, super::alarms::AlarmQueries);
+pub struct QueryRoot(
+    CoreQueries,
+    super::alarms::AlarmQueries,
+    super::analytics::AnalyticsQueries,
+);
 
 #[derive(Default)]
 pub struct CoreQueries;
@@ -135,8 +140,12 @@ impl CoreQueries {
             .collect())
     }
 
-    /// Stored history in `[from, to)`: raw samples, or avg/min/max/count per bucket of
-    /// `bucketSeconds`.
+    /// Stored history in `[from, to)`: raw samples (with their quality), or per bucket
+    /// of `bucketSeconds` the count, avg, min, max, first and last of the numeric
+    /// samples that are not BAD and the count of BAD ones (PostgreSQL reads whole
+    /// minutes and hours from its rollups). `gaps` lists the stretches without any
+    /// sample: longer than `gapSeconds` (default 60) for raw samples, runs of empty
+    /// buckets for buckets.
     async fn history(
         &self,
         ctx: &Context<'_>,
@@ -144,14 +153,16 @@ impl CoreQueries {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         bucket_seconds: Option<i32>,
+        #[graphql(default = 60)] gap_seconds: i32,
     ) -> async_graphql::Result<Vec<TagHistory>> {
         let t = tenant(ctx)?;
         let ids = own_tags(ctx, &t, &tag_ids)?;
+        let bad = |m: &str| fail(ctx, ApiError::BadRequest(m.into()));
         if from >= to {
-            return Err(fail(
-                ctx,
-                ApiError::BadRequest("`from` must be before `to`".into()),
-            ));
+            return Err(bad("`from` must be before `to`"));
+        }
+        if gap_seconds <= 0 {
+            return Err(bad("`gapSeconds` must be positive"));
         }
         let (from, to) = (Timestamp::from_datetime(from), Timestamp::from_datetime(to));
         let a = api(ctx);
@@ -161,32 +172,35 @@ impl CoreQueries {
                 tag_id: ID(id.to_string()),
                 samples: Vec::new(),
                 buckets: Vec::new(),
+                gaps: Vec::new(),
             })
             .collect();
         let slot = |tag: TagId| ids.iter().position(|i| *i == tag);
+        let gap = |(a, b): (i64, i64)| Gap {
+            from: Timestamp(a).to_datetime(),
+            to: Timestamp(b).to_datetime(),
+        };
         match bucket_seconds {
-            Some(b) if b <= 0 => {
-                return Err(fail(
-                    ctx,
-                    ApiError::BadRequest("`bucketSeconds` must be positive".into()),
-                ));
-            }
+            Some(b) if b <= 0 => return Err(bad("`bucketSeconds` must be positive")),
             Some(b) => {
                 let buckets = a
                     .store
                     .history_buckets(t.tenant.id, &ids, from, to, i64::from(b))
                     .await
                     .map_err(|e| fail(ctx, e))?;
+                let mut starts: Vec<Vec<i64>> = vec![Vec::new(); ids.len()];
                 for b in buckets {
                     if let Some(i) = slot(b.tag) {
-                        out[i].buckets.push(Bucket {
-                            start: b.start.to_datetime(),
-                            avg: b.avg,
-                            min: b.min,
-                            max: b.max,
-                            count: b.count,
-                        });
+                        starts[i].push(b.start.0);
+                        out[i].buckets.push(b.into());
                     }
+                }
+                let width = i64::from(b) * 1_000_000;
+                for (h, starts) in out.iter_mut().zip(&starts) {
+                    h.gaps = bucket_gaps(starts, from.0, to.0, width)
+                        .into_iter()
+                        .map(gap)
+                        .collect();
                 }
             }
             None => {
@@ -197,17 +211,23 @@ impl CoreQueries {
                     .await
                     .map_err(|e| fail(ctx, e))?;
                 if samples.len() as i64 > max {
-                    return Err(fail(
-                        ctx,
-                        ApiError::BadRequest(format!(
-                            "more than {max} samples: narrow the range or use bucketSeconds"
-                        )),
-                    ));
+                    return Err(bad(&format!(
+                        "more than {max} samples: narrow the range or use bucketSeconds"
+                    )));
                 }
+                let mut times: Vec<Vec<i64>> = vec![Vec::new(); ids.len()];
                 for s in samples {
                     if let Some(i) = slot(s.tag) {
+                        times[i].push(s.source_time.0);
                         out[i].samples.push(s.into());
                     }
+                }
+                let min_gap = i64::from(gap_seconds) * 1_000_000;
+                for (h, times) in out.iter_mut().zip(&times) {
+                    h.gaps = sample_gaps(times, from.0, to.0, min_gap)
+                        .into_iter()
+                        .map(gap)
+                        .collect();
                 }
             }
         }

@@ -26,6 +26,11 @@ pub const UNITS: [&str; 3] = ["north", "south", "east"];
 pub const DEFAULT_SETPOINT: f64 = 70.0;
 /// How often the gateway publishes.
 pub const PERIOD: Duration = Duration::from_secs(1);
+/// A pressure surge (water hammer when a valve slams) every this many seconds, for
+/// one publication: what the demo's anomaly rule on `gw-pressure` finds.
+pub const SURGE_EVERY_S: u64 = 150;
+/// How far a surge lifts the pressure, bar (the noise is ±0.02, the swing ±0.1).
+const SURGE_BAR: f64 = 0.45;
 
 /// `demo/site/{unit}/temperature`: a plain number such as `18.4`.
 pub fn unit_topic(unit: &str) -> String {
@@ -86,8 +91,13 @@ impl Boiler {
         let tau = std::f64::consts::TAU;
         let supply = self.setpoint + 1.3 + 2.0 * (tau * t / 120.0).sin() + noise(0.2);
         let ret = supply - 19.0 + 1.5 * (tau * t / 150.0).cos() + noise(0.2);
+        let surge = if t as u64 % SURGE_EVERY_S == SURGE_EVERY_S / 2 {
+            SURGE_BAR
+        } else {
+            0.0
+        };
         let pressure = if running {
-            1.8 + 0.1 * (tau * t / 45.0).sin() + noise(0.02)
+            1.8 + 0.1 * (tau * t / 45.0).sin() + noise(0.02) + surge
         } else {
             0.4 + noise(0.01)
         };
@@ -198,5 +208,15 @@ mod tests {
             let unit: f64 = unit_temperature(0, t).parse().expect("plain number");
             assert!((17.0..20.0).contains(&unit), "{unit}");
         }
+    }
+
+    #[test]
+    fn the_pressure_surges_once_a_cycle() {
+        let b = Boiler::default();
+        let pressure = |t: f64| b.json(t, 7)["pressure"].as_f64().expect("number");
+        let surges: Vec<u64> = (0..2 * SURGE_EVERY_S)
+            .filter(|&t| pressure(t as f64) > 2.0)
+            .collect();
+        assert_eq!(surges, vec![SURGE_EVERY_S / 2, SURGE_EVERY_S * 3 / 2]);
     }
 }

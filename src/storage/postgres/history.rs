@@ -1,12 +1,12 @@
-//! Samples in PostgreSQL: binary `COPY` bulk inserts, raw history and epoch-aligned
-//! buckets.
+//! Samples in PostgreSQL: binary `COPY` bulk inserts (with their rollups, see
+//! [`super::rollups`]) and raw history.
 
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 use crate::domain::{Sample, TagId, TenantId, Timestamp, Value};
-use crate::storage::rows::{SampleColumns, invalid};
-use crate::storage::{Bucket, Result, StoredSample, encode_code, in_index_order};
+use crate::storage::rows::SampleColumns;
+use crate::storage::{Result, StoredSample, encode_code, in_index_order};
 
 /// Rows per `COPY` message: bounds the size of one buffer (~60 bytes a row).
 const CHUNK_ROWS: usize = 50_000;
@@ -77,6 +77,7 @@ pub(super) async fn insert_samples(pool: &PgPool, samples: &[StoredSample]) -> R
         copy.send(encode_copy(chunk)).await?;
         written += copy.finish().await?;
     }
+    super::rollups::merge(&mut tx, samples).await?;
     tx.commit().await?;
     Ok(written)
 }
@@ -120,54 +121,6 @@ fn sample_from_row(row: &PgRow) -> Result<Sample> {
     })
 }
 
-pub(super) async fn history_buckets(
-    pool: &PgPool,
-    tenant: TenantId,
-    tags: &[TagId],
-    from: Timestamp,
-    to: Timestamp,
-    bucket_secs: i64,
-) -> Result<Vec<Bucket>> {
-    if bucket_secs <= 0 || bucket_secs.checked_mul(1_000_000).is_none() {
-        return Err(invalid(format!("bucket of {bucket_secs} s")));
-    }
-    if tags.is_empty() || from >= to {
-        return Ok(Vec::new());
-    }
-    let tag_ids: Vec<i64> = tags.iter().map(|t| t.0).collect();
-    // bool and i64 live in value_int, f64 in value_num; strings have neither. NaN is
-    // left out, as SQLite cannot store it as a number.
-    let rows = sqlx::query(
-        "SELECT tag_id, (floor(extract(epoch FROM ts) / $5) * $5)::int8 AS bucket, \
-         avg(v), min(v), max(v), count(*) \
-         FROM (SELECT tag_id, ts, COALESCE(value_num, value_int::float8) AS v FROM samples \
-               WHERE tenant_id = $1 AND tag_id = ANY($2) AND ts >= $3 AND ts < $4 \
-               AND (value_num IS NOT NULL OR value_int IS NOT NULL) \
-               AND value_num IS DISTINCT FROM 'NaN') AS numeric_samples \
-         GROUP BY tag_id, bucket ORDER BY tag_id, bucket",
-    )
-    .bind(tenant.0)
-    .bind(&tag_ids)
-    .bind(from.to_datetime())
-    .bind(to.to_datetime())
-    .bind(bucket_secs)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let start_secs: i64 = row.try_get(1)?;
-            Ok(Bucket {
-                tag: TagId(row.try_get(0)?),
-                start: Timestamp(start_secs.saturating_mul(1_000_000)),
-                avg: row.try_get(2)?,
-                min: row.try_get(3)?,
-                max: row.try_get(4)?,
-                count: row.try_get(5)?,
-            })
-        })
-        .collect()
-}
-
 pub(super) async fn count_samples(pool: &PgPool, tenant: TenantId) -> Result<i64> {
     Ok(
         sqlx::query_scalar("SELECT count(*) FROM samples WHERE tenant_id = $1")
@@ -177,12 +130,14 @@ pub(super) async fn count_samples(pool: &PgPool, tenant: TenantId) -> Result<i64
     )
 }
 
-/// History retention: deletes a tenant's samples older than `before`.
+/// History retention: deletes a tenant's samples older than `before`, and the rollup
+/// periods that ended by then (a period `before` cuts through keeps its aggregates).
 pub(super) async fn delete_before(
     pool: &super::Pool,
     tenant: crate::domain::TenantId,
     before: crate::domain::Timestamp,
 ) -> crate::storage::Result<u64> {
+    super::rollups::delete_before(pool, tenant, before).await?;
     Ok(
         sqlx::query("DELETE FROM samples WHERE tenant_id = $1 AND ts < $2")
             .bind(tenant.0)

@@ -11,7 +11,8 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::domain::{Sample, TagId, TenantId, Timestamp, Value, ValueKind};
-use crate::storage::rows::{SampleColumns, invalid};
+use crate::storage::rollup::bad_level;
+use crate::storage::rows::{SampleColumns, bucket_width, invalid};
 use crate::storage::{Bucket, Result, StoredSample, encode_code, in_index_order};
 
 /// Bind parameters per sample row.
@@ -184,37 +185,49 @@ pub(super) async fn history_buckets(
     to: Timestamp,
     bucket_secs: i64,
 ) -> Result<Vec<Bucket>> {
-    let width = bucket_secs
-        .checked_mul(1_000_000)
-        .filter(|w| *w > 0)
-        .ok_or_else(|| invalid(format!("bucket of {bucket_secs} s")))?;
+    let width = bucket_width(bucket_secs)?;
     if tags.is_empty() || from >= to {
         return Ok(Vec::new());
     }
     check_tags(tags)?;
-    // Floor division of the microsecond timestamp (`%` truncates towards zero).
+    // Floor division of the microsecond timestamp (`%` truncates towards zero). `v` is
+    // the value of a numeric sample that is not Bad (NULL otherwise); the first and
+    // last of a bucket are the first values of its numbers in time order, either way.
+    let bad = bad_level();
     let mut qb = QueryBuilder::new(format!(
-        "SELECT tag_id, \
-         ts - ts % {width} - CASE WHEN ts % {width} < 0 THEN {width} ELSE 0 END AS bucket, \
-         avg(v), min(v), max(v), count(*) \
-         FROM (SELECT tag_id, ts, CAST(value AS REAL) AS v"
+        "SELECT tag_id, bucket, count(v), avg(v), min(v), max(v), max(fv), max(lv), sum(bad) \
+         FROM (SELECT tag_id, bucket, v, bad, \
+               first_value(v) OVER (PARTITION BY tag_id, bucket ORDER BY v IS NULL, ts) AS fv, \
+               first_value(v) OVER (PARTITION BY tag_id, bucket ORDER BY v IS NULL, ts DESC) AS lv \
+               FROM (SELECT tag_id, ts, \
+                     ts - ts % {width} - CASE WHEN ts % {width} < 0 THEN {width} ELSE 0 END AS bucket, \
+                     CASE WHEN (code >> 4) & 15 = {bad} THEN 1 ELSE 0 END AS bad, \
+                     CASE WHEN (code >> 4) & 15 <> {bad} AND typeof(value) IN ('integer', 'real') \
+                          AND abs(CAST(value AS REAL)) <= {MAX_F64:e} THEN CAST(value AS REAL) END AS v"
     ));
     push_filter(&mut qb, tenant, tags, from, to);
-    qb.push(" AND typeof(value) IN ('integer', 'real')) GROUP BY tag_id, bucket ORDER BY tag_id, bucket");
+    qb.push(")) GROUP BY tag_id, bucket ORDER BY tag_id, bucket");
     let rows = qb.build().fetch_all(pool).await?;
     rows.iter()
         .map(|row| {
             Ok(Bucket {
                 tag: TagId(row.try_get(0)?),
                 start: Timestamp(row.try_get(1)?),
-                avg: row.try_get(2)?,
-                min: row.try_get(3)?,
-                max: row.try_get(4)?,
-                count: row.try_get(5)?,
+                count: row.try_get(2)?,
+                avg: row.try_get(3)?,
+                min: row.try_get(4)?,
+                max: row.try_get(5)?,
+                first: row.try_get(6)?,
+                last: row.try_get(7)?,
+                bad: row.try_get(8)?,
             })
         })
         .collect()
 }
+
+/// The largest finite f64: SQLite keeps infinities as numbers, the buckets leave them
+/// out.
+const MAX_F64: f64 = f64::MAX;
 
 pub(super) async fn count_samples(pool: &SqlitePool, tenant: TenantId) -> Result<i64> {
     Ok(

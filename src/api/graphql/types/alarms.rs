@@ -77,7 +77,7 @@ pub struct Alarm {
     pub id: ID,
     pub rule_name: String,
     /// high_high, high, low, low_low, rate_of_change, digital, bad_quality, comm_loss,
-    /// stale.
+    /// stale, anomaly.
     pub kind: String,
     pub severity: Severity,
     pub state: AlarmState,

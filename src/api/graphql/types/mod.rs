@@ -1,12 +1,14 @@
 //! GraphQL object types and their conversions from domain types: the plant (units,
 //! devices, tags, values) here, the security model in [`security`], OPC UA browsing
-//! and import in [`opcua`], alarms in [`alarms`].
+//! and import in [`opcua`], alarms in [`alarms`], anomalies in [`analytics`].
 
 mod alarms;
+mod analytics;
 mod opcua;
 mod security;
 
 pub use alarms::*;
+pub use analytics::*;
 pub use opcua::*;
 pub use security::*;
 
@@ -400,22 +402,54 @@ impl From<domain::Tag> for Tag {
     }
 }
 
-/// Aggregates of one bucket of numeric history.
+/// Aggregates of one bucket of history: of its numeric samples that are not BAD
+/// (`count` of them; the aggregates are null when there are none), with the BAD
+/// samples counted apart (`bad`), not averaged in.
 #[derive(SimpleObject)]
 pub struct Bucket {
     pub start: DateTime<Utc>,
-    pub avg: f64,
-    pub min: f64,
-    pub max: f64,
     pub count: i64,
+    pub avg: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// The earliest and the latest value in the bucket, by source time.
+    pub first: Option<f64>,
+    pub last: Option<f64>,
+    pub bad: i64,
 }
 
-/// History of one tag: raw samples, or buckets when `bucketSeconds` was given.
+impl From<crate::storage::Bucket> for Bucket {
+    fn from(b: crate::storage::Bucket) -> Self {
+        Bucket {
+            start: b.start.to_datetime(),
+            count: b.count,
+            avg: b.avg,
+            min: b.min,
+            max: b.max,
+            first: b.first,
+            last: b.last,
+            bad: b.bad,
+        }
+    }
+}
+
+/// A stretch of the requested range without any sample.
+#[derive(SimpleObject)]
+pub struct Gap {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+/// History of one tag: raw samples, or buckets when `bucketSeconds` was given, and
+/// the gaps in it.
 #[derive(SimpleObject)]
 pub struct TagHistory {
     pub tag_id: ID,
     pub samples: Vec<TagValue>,
     pub buckets: Vec<Bucket>,
+    /// Raw: stretches longer than `gapSeconds` without a sample. Buckets: runs of
+    /// buckets without a sample.
+    pub gaps: Vec<Gap>,
 }
 
 #[derive(SimpleObject)]

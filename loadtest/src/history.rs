@@ -1,0 +1,82 @@
+//! `history` buckets over a day of many tags: the store is filled with `--tags` tags
+//! sampled every `--step-secs` for a day (on PostgreSQL the inserts maintain the minute
+//! and hour rollups), then `history_buckets` for every tag over the whole day is timed
+//! `--runs` times per bucket width: 60 s and 3600 s (read from the rollups on
+//! PostgreSQL) and 30 s (aggregated from the samples).
+
+use std::time::Instant;
+
+use thermacore::domain::{Quality, Sample, TagId, Timestamp, Value};
+use thermacore::storage::{self, StoredSample};
+
+const DAY_US: i64 = 86_400_000_000;
+
+pub async fn run(url: &str, tags: usize, step_secs: i64, runs: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        tags > 0 && step_secs > 0 && runs > 0,
+        "--tags, --step-secs and --runs must be > 0"
+    );
+    let store = storage::connect(url, 4).await?;
+    store.migrate().await?;
+    // A tenant of its own per run, so earlier runs' data does not count.
+    let tenant = store
+        .upsert_tenant(&format!("history-bench-{}", Timestamp::now().0))
+        .await?
+        .id;
+    // Yesterday, on the hour.
+    let start = (Timestamp::now().0 - 2 * DAY_US).div_euclid(3_600_000_000) * 3_600_000_000;
+    let ids: Vec<TagId> = (1..=tags as i64).map(TagId).collect();
+    let per_tag = DAY_US / (step_secs * 1_000_000);
+    let total = per_tag * tags as i64;
+    let filled = Instant::now();
+    let mut batch = Vec::with_capacity(50_000);
+    for step in 0..per_tag {
+        let t = Timestamp(start + step * step_secs * 1_000_000);
+        for &tag in &ids {
+            let v = 50.0 + 10.0 * ((step as f64) / 500.0 + tag.0 as f64).sin();
+            batch.push(StoredSample {
+                tenant,
+                sample: Sample {
+                    tag,
+                    value: Value::F64(v),
+                    quality: Quality::Good,
+                    source_time: t,
+                    server_time: t,
+                },
+            });
+            if batch.len() == 50_000 {
+                store.insert_samples(&batch).await?;
+                batch.clear();
+            }
+        }
+    }
+    store.insert_samples(&batch).await?;
+    let fill_secs = filled.elapsed().as_secs_f64();
+    println!(
+        "history fill: backend={} tags={tags} step_s={step_secs} samples={total} seconds={fill_secs:.1} samples/s={:.0}",
+        store.backend(),
+        total as f64 / fill_secs
+    );
+    let (from, to) = (Timestamp(start), Timestamp(start + DAY_US));
+    for width in [60, 3_600, 30] {
+        let mut times = Vec::with_capacity(runs);
+        let mut buckets = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            buckets = store
+                .history_buckets(tenant, &ids, from, to, width)
+                .await?
+                .len();
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "history buckets: backend={} tags={tags} range=1d bucket_s={width} buckets={buckets} median_ms={:.1} min_ms={:.1} max_ms={:.1} runs={runs}",
+            store.backend(),
+            times[times.len() / 2],
+            times[0],
+            times[times.len() - 1],
+        );
+    }
+    Ok(())
+}

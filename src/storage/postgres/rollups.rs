@@ -1,0 +1,275 @@
+//! PostgreSQL's history rollups: `samples_1m` and `samples_1h` keep the aggregates of
+//! every tag per minute and hour ([`Partial`]), merged in by each insert of samples
+//! in its own transaction; `history` buckets of whole minutes or hours are read from
+//! them, and only the partial minutes or hours at the ends of the range from the
+//! samples.
+
+use std::collections::BTreeMap;
+
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Postgres, Row, Transaction};
+
+use crate::domain::{TagId, TenantId, Timestamp};
+use crate::storage::rollup::{Partial, bad_level, bucket_of, roll_up};
+use crate::storage::rows::bucket_width;
+use crate::storage::{Bucket, Result, StoredSample};
+
+const MINUTE_US: i64 = 60_000_000;
+const HOUR_US: i64 = 3_600_000_000;
+/// The rollup tables and their widths, widest first.
+const TABLES: [(&str, i64); 2] = [("samples_1h", HOUR_US), ("samples_1m", MINUTE_US)];
+
+/// Merges the samples' aggregates into both rollups (inside the insert's transaction).
+pub(super) async fn merge(
+    tx: &mut Transaction<'_, Postgres>,
+    samples: &[StoredSample],
+) -> Result<()> {
+    for (table, width) in TABLES {
+        let parts = roll_up(samples, width);
+        let mut cols = Columns::with_capacity(parts.len());
+        // In key order, so concurrent writers lock rows in the same order.
+        for (&(tenant, tag, bucket), p) in &parts {
+            cols.push(tenant, tag, bucket, p);
+        }
+        // On a conflict the old row is `r`: every expression sees its old values.
+        sqlx::query(&format!(
+            "INSERT INTO {table} AS r (tenant_id, tag_id, bucket, count, sum, min, max, \
+             first_ts, first, last_ts, last, bad) \
+             SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], \
+             $5::float8[], $6::float8[], $7::float8[], $8::int8[], $9::float8[], $10::int8[], \
+             $11::float8[], $12::int8[]) \
+             ON CONFLICT (tenant_id, tag_id, bucket) DO UPDATE SET \
+             count = r.count + excluded.count, sum = r.sum + excluded.sum, \
+             min = LEAST(r.min, excluded.min), max = GREATEST(r.max, excluded.max), \
+             first_ts = CASE WHEN excluded.first_ts < r.first_ts OR r.first_ts IS NULL \
+                        THEN excluded.first_ts ELSE r.first_ts END, \
+             first = CASE WHEN excluded.first_ts < r.first_ts OR r.first_ts IS NULL \
+                     THEN excluded.first ELSE r.first END, \
+             last_ts = CASE WHEN excluded.last_ts >= r.last_ts OR r.last_ts IS NULL \
+                       THEN excluded.last_ts ELSE r.last_ts END, \
+             last = CASE WHEN excluded.last_ts >= r.last_ts OR r.last_ts IS NULL \
+                    THEN excluded.last ELSE r.last END, \
+             bad = r.bad + excluded.bad"
+        ))
+        .bind(&cols.tenant)
+        .bind(&cols.tag)
+        .bind(&cols.bucket)
+        .bind(&cols.count)
+        .bind(&cols.sum)
+        .bind(&cols.min)
+        .bind(&cols.max)
+        .bind(&cols.first_ts)
+        .bind(&cols.first)
+        .bind(&cols.last_ts)
+        .bind(&cols.last)
+        .bind(&cols.bad)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Rollup rows as column arrays, for `UNNEST`.
+#[derive(Default)]
+struct Columns {
+    tenant: Vec<i64>,
+    tag: Vec<i64>,
+    bucket: Vec<i64>,
+    count: Vec<i64>,
+    sum: Vec<f64>,
+    min: Vec<Option<f64>>,
+    max: Vec<Option<f64>>,
+    first_ts: Vec<Option<i64>>,
+    first: Vec<Option<f64>>,
+    last_ts: Vec<Option<i64>>,
+    last: Vec<Option<f64>>,
+    bad: Vec<i64>,
+}
+
+impl Columns {
+    fn with_capacity(n: usize) -> Self {
+        Columns {
+            tenant: Vec::with_capacity(n),
+            tag: Vec::with_capacity(n),
+            bucket: Vec::with_capacity(n),
+            ..Columns::default()
+        }
+    }
+
+    fn push(&mut self, tenant: i64, tag: i64, bucket: i64, p: &Partial) {
+        self.tenant.push(tenant);
+        self.tag.push(tag);
+        self.bucket.push(bucket);
+        self.count.push(p.count);
+        self.sum.push(p.sum);
+        self.min.push(p.min);
+        self.max.push(p.max);
+        self.first_ts.push(p.first.map(|f| f.0));
+        self.first.push(p.first.map(|f| f.1));
+        self.last_ts.push(p.last.map(|l| l.0));
+        self.last.push(p.last.map(|l| l.1));
+        self.bad.push(p.bad);
+    }
+}
+
+fn partial_of(row: &PgRow, at: usize) -> Result<Partial> {
+    let first_ts: Option<i64> = row.try_get(at + 5)?;
+    let first: Option<f64> = row.try_get(at + 6)?;
+    let last_ts: Option<i64> = row.try_get(at + 7)?;
+    let last: Option<f64> = row.try_get(at + 8)?;
+    Ok(Partial {
+        count: row.try_get(at)?,
+        sum: row.try_get::<Option<f64>, _>(at + 1)?.unwrap_or(0.0),
+        min: row.try_get(at + 2)?,
+        max: row.try_get(at + 3)?,
+        first: first_ts.zip(first),
+        last: last_ts.zip(last),
+        bad: row.try_get(at + 4)?,
+    })
+}
+
+/// The buckets of `bucket_secs` in `[from, to)`: whole hours or minutes from the
+/// widest rollup whose width divides the bucket, the rest from the samples.
+pub(super) async fn buckets(
+    pool: &PgPool,
+    tenant: TenantId,
+    tags: &[TagId],
+    from: Timestamp,
+    to: Timestamp,
+    bucket_secs: i64,
+) -> Result<Vec<Bucket>> {
+    let width = bucket_width(bucket_secs)?;
+    if tags.is_empty() || from >= to {
+        return Ok(Vec::new());
+    }
+    let tag_ids: Vec<i64> = tags.iter().map(|t| t.0).collect();
+    // Rollup rows come sorted by (tag, start); the raw ends of the range are few.
+    let mut rolled: Vec<((i64, i64), Partial)> = Vec::new();
+    let mut ends: BTreeMap<(i64, i64), Partial> = BTreeMap::new();
+    // The whole rollup periods inside the range, [lo, hi).
+    let rollup = TABLES
+        .into_iter()
+        .find(|(_, g)| width % g == 0)
+        .map(|(table, g)| {
+            let lo = bucket_of(from.0, g) + if from.0 % g == 0 { 0 } else { g };
+            (table, g, lo, bucket_of(to.0, g))
+        });
+    let raw: Vec<(i64, i64)> = match rollup {
+        Some((table, g, lo, hi)) if lo < hi => {
+            let sql = if g == width {
+                // One rollup row a bucket (`$5`, the width, is bound but not needed).
+                format!(
+                    "SELECT tag_id, bucket, count, sum, min, max, bad, first_ts, first, \
+                     last_ts, last FROM {table} WHERE tenant_id = $1 AND tag_id = ANY($2) \
+                     AND bucket >= $3 AND bucket < $4 AND $5 > 0 ORDER BY tag_id, bucket"
+                )
+            } else {
+                format!(
+                    "SELECT tag_id, bucket - mod(bucket, $5) - CASE WHEN mod(bucket, $5) < 0 \
+                     THEN $5 ELSE 0 END AS start, sum(count)::int8, sum(sum), min(min), \
+                     max(max), sum(bad)::int8, min(first_ts), \
+                     (array_agg(first ORDER BY first_ts) FILTER (WHERE first_ts IS NOT NULL))[1], \
+                     max(last_ts), \
+                     (array_agg(last ORDER BY last_ts DESC) FILTER (WHERE last_ts IS NOT NULL))[1] \
+                     FROM {table} WHERE tenant_id = $1 AND tag_id = ANY($2) \
+                     AND bucket >= $3 AND bucket < $4 GROUP BY tag_id, start \
+                     ORDER BY tag_id, start"
+                )
+            };
+            let rows = sqlx::query(&sql)
+                .bind(tenant.0)
+                .bind(&tag_ids)
+                .bind(lo)
+                .bind(hi)
+                .bind(width)
+                .fetch_all(pool)
+                .await?;
+            rolled.reserve(rows.len());
+            for row in &rows {
+                rolled.push(((row.try_get(0)?, row.try_get(1)?), partial_of(row, 2)?));
+            }
+            vec![(from.0, lo), (hi, to.0)]
+        }
+        _ => vec![(from.0, to.0)],
+    };
+    for (a, b) in raw.into_iter().filter(|(a, b)| a < b) {
+        for (tag, start, p) in from_samples(pool, tenant, &tag_ids, a, b, width).await? {
+            ends.entry((tag, start)).or_default().merge(&p);
+        }
+    }
+    if !ends.is_empty() {
+        // An end bucket may also hold whole periods: merge it into theirs.
+        for (key, p) in rolled.iter_mut() {
+            if let Some(end) = ends.remove(key) {
+                p.merge(&end);
+            }
+        }
+        rolled.extend(ends);
+        // Sorted runs: the stable sort merges them in linear time.
+        rolled.sort_by_key(|(key, _)| *key);
+    }
+    Ok(rolled
+        .into_iter()
+        .map(|((tag, start), p)| p.into_bucket(TagId(tag), Timestamp(start)))
+        .collect())
+}
+
+/// The aggregates of the samples in `[from, to)` per bucket of `width` µs.
+async fn from_samples(
+    pool: &PgPool,
+    tenant: TenantId,
+    tag_ids: &[i64],
+    from: i64,
+    to: i64,
+    width: i64,
+) -> Result<Vec<(i64, i64, Partial)>> {
+    let bad = bad_level();
+    // bool and i64 live in value_int, f64 in value_num; strings have neither.
+    let rows = sqlx::query(&format!(
+        "SELECT tag_id, start, count(v), sum(v), min(v), max(v), \
+         count(*) FILTER (WHERE is_bad), min(ts) FILTER (WHERE v IS NOT NULL), \
+         (array_agg(v ORDER BY ts) FILTER (WHERE v IS NOT NULL))[1], \
+         max(ts) FILTER (WHERE v IS NOT NULL), \
+         (array_agg(v ORDER BY ts DESC) FILTER (WHERE v IS NOT NULL))[1] \
+         FROM (SELECT tag_id, us AS ts, us - mod(us, $5) - CASE WHEN mod(us, $5) < 0 THEN $5 \
+               ELSE 0 END AS start, (code >> 4) & 15 = {bad} AS is_bad, \
+               CASE WHEN (code >> 4) & 15 <> {bad} \
+                    AND COALESCE(value_num, value_int::float8) \
+                        NOT IN ('NaN'::float8, 'Infinity'::float8, '-Infinity'::float8) \
+                    THEN COALESCE(value_num, value_int::float8) END AS v \
+               FROM (SELECT tag_id, code, value_num, value_int, \
+                     (extract(epoch FROM ts) * 1000000)::int8 AS us FROM samples \
+                     WHERE tenant_id = $1 AND tag_id = ANY($2) \
+                     AND ts >= $3 AND ts < $4) s \
+              ) AS v GROUP BY tag_id, start"
+    ))
+    .bind(tenant.0)
+    .bind(tag_ids)
+    .bind(Timestamp(from).to_datetime())
+    .bind(Timestamp(to).to_datetime())
+    .bind(width)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, partial_of(row, 2)?)))
+        .collect()
+}
+
+/// Retention: the rollup periods that end at or before `before`.
+pub(super) async fn delete_before(
+    pool: &PgPool,
+    tenant: TenantId,
+    before: Timestamp,
+) -> Result<()> {
+    for (table, width) in TABLES {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE tenant_id = $1 AND bucket + $2 <= $3"
+        ))
+        .bind(tenant.0)
+        .bind(width)
+        .bind(before.0)
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
