@@ -107,7 +107,7 @@ pub async fn run(
         core: Arc::new(ArcSwapOption::empty()),
         metrics: metrics_handle(),
     };
-    let store = storage::connect(&config.storage.url, config.storage.max_connections).await?;
+    let store = storage::connect_config(&config.storage).await?;
     let (fatal_tx, mut fatal_rx) = watch::channel(None::<Fatal>);
     let (root_tx, root_rx) = watch::channel(None::<ActorRef<RootMsg>>);
     tracing::info!(addr = %listener.local_addr()?, store = store.backend(), https = tls.is_some(), "listening");

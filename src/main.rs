@@ -224,7 +224,7 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<std::sync::Arc<dyn storage::Store>> {
-    let store = storage::connect(&config.storage.url, config.storage.max_connections).await?;
+    let store = storage::connect_config(&config.storage).await?;
     store
         .migrate()
         .await

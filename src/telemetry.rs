@@ -84,6 +84,9 @@ pub mod names {
     pub const TENANT_USAGE: &str = "thermacore_tenant_usage";
     pub const TENANT_QUOTA: &str = "thermacore_tenant_quota";
     pub const RETENTION_DELETED: &str = "thermacore_retention_deleted_total";
+    pub const EXPORTS: &str = "thermacore_exports_total";
+    pub const EXPORTED_ROWS: &str = "thermacore_exported_rows_total";
+    pub const EXPORT_REFUSED: &str = "thermacore_exports_refused_total";
 
     /// (name, help) of every metric above, for `describe_*` and the docs.
     pub const ALL: &[(&str, &str)] = &[
@@ -351,6 +354,15 @@ pub mod names {
         (
             TENANT_QUOTA,
             "A tenant's quota, by tenant and limit (0 = unlimited)",
+        ),
+        (
+            EXPORTS,
+            "Exports started (GET /api/export...), by kind (history, alarm-history)",
+        ),
+        (EXPORTED_ROWS, "Rows streamed by exports, by kind"),
+        (
+            EXPORT_REFUSED,
+            "Exports refused before they started, by code",
         ),
         (
             RETENTION_DELETED,

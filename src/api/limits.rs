@@ -28,6 +28,8 @@ pub struct Limits {
     /// One limiter per tenant, rebuilt when its quota changes.
     tenants: DashMap<TenantId, (u32, Arc<DefaultDirectRateLimiter>)>,
     pub login: LoginThrottle,
+    /// Free slots for `GET /api/export` (`api.max_concurrent_exports`).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl Limits {
@@ -44,6 +46,7 @@ impl Limits {
             )),
             tenants: DashMap::new(),
             login: LoginThrottle::new(auth),
+            exports: Arc::new(tokio::sync::Semaphore::new(api.max_concurrent_exports)),
         }
     }
 

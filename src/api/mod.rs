@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod export;
 pub mod gate;
 pub mod graphql;
 pub mod http;
@@ -60,7 +61,9 @@ pub fn router(state: AppState, server: &ServerConfig, tls: bool) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz));
+        .route("/readyz", get(readyz))
+        .route("/api/export", get(export::export_history))
+        .route("/api/export/alarms", get(export::export_alarms));
     http::harden(routes, server, tls).with_state(state)
 }
 
@@ -79,6 +82,8 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         "/metrics" => "/metrics",
         "/healthz" => "/healthz",
         "/readyz" => "/readyz",
+        "/api/export" => "/api/export",
+        "/api/export/alarms" => "/api/export/alarms",
         _ => "other",
     };
     let mut resp = next.run(req).await;

@@ -440,6 +440,13 @@ fn validate_settings(c: &Config, origin: &str) -> Result<(), ConfigError> {
     if c.server.request_timeout_secs == 0 {
         return fail("server.request_timeout_secs", "must be at least 1");
     }
+    if c.api.export_max_tags == 0 || c.api.export_max_days == 0 || c.api.max_concurrent_exports == 0
+    {
+        return fail(
+            "api.export_max_tags, export_max_days and max_concurrent_exports",
+            "must be at least 1",
+        );
+    }
     if let Some(bad) = c
         .server
         .cors_allowed_origins

@@ -114,6 +114,9 @@ pub struct StorageConfig {
     pub retry_max_ms: u64,
     /// Period of store upkeep (PostgreSQL partitions ahead).
     pub maintenance_interval_secs: u64,
+    /// SQLite's page cache per connection, in MiB: the per-tag index of a busy
+    /// history table outgrows a small cache quickly; lower it on small gateways.
+    pub sqlite_cache_mib: u32,
 }
 
 impl Default for StorageConfig {
@@ -124,6 +127,7 @@ impl Default for StorageConfig {
             retry_initial_ms: 250,
             retry_max_ms: 10_000,
             maintenance_interval_secs: 3600,
+            sqlite_cache_mib: 64,
         }
     }
 }
@@ -288,6 +292,12 @@ pub struct ApiConfig {
     pub anonymous_requests_per_sec: u32,
     /// How long `writeTag` waits for its device actor to report the device's answer.
     pub command_timeout_ms: u64,
+    /// Most tag ids in one `GET /api/export`.
+    pub export_max_tags: usize,
+    /// Longest time range of one export, in days.
+    pub export_max_days: u32,
+    /// Exports running at once (each holds a database connection while it streams).
+    pub max_concurrent_exports: usize,
 }
 
 impl Default for ApiConfig {
@@ -303,6 +313,9 @@ impl Default for ApiConfig {
             user_requests_per_sec: 100,
             anonymous_requests_per_sec: 20,
             command_timeout_ms: 10_000,
+            export_max_tags: 1_000,
+            export_max_days: 366,
+            max_concurrent_exports: 2,
         }
     }
 }

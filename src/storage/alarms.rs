@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use sqlx::FromRow;
 
 use super::Backend;
@@ -12,6 +13,7 @@ use crate::alarms::{
     AlarmEvent, AlarmState, Anomaly, Condition, Detection, Rule, RuleSpec, Severity, StoredAlarm,
 };
 use crate::domain::{RuleId, TagId, TenantId, Timestamp};
+use crate::storage::export::{Chunks, forward, spawn_export};
 use crate::storage::rows::insert_error;
 use crate::storage::{
     AlarmEventRecord, AlarmHistoryFilter, AlarmStore, AnomalyFilter, AnomalyRecord, Error, Result,
@@ -358,6 +360,32 @@ impl AlarmStore for Backend {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(AlarmEventRecord::try_from).collect()
+    }
+
+    fn export_alarm_history(
+        &self,
+        tenant: TenantId,
+        filter: &AlarmHistoryFilter,
+    ) -> Chunks<AlarmEventRecord> {
+        let (pool, filter) = (self.pool.clone(), filter.clone());
+        spawn_export(move |tx| async move {
+            let rows = sqlx::query_as::<_, EventRow>(
+                "SELECT id, rule_id, tag_id, severity, at, from_state, to_state, reason, \
+                 shelved_until, active, value, message, user_name, comment FROM alarm_events \
+                 WHERE tenant_id = $1 AND ($2 IS NULL OR rule_id = $2) \
+                 AND ($3 IS NULL OR at >= $3) AND ($4 IS NULL OR at < $4) ORDER BY id",
+            )
+            .bind(tenant.0)
+            .bind(filter.rule.map(|r| r.0))
+            .bind(filter.from.map(|t| t.0))
+            .bind(filter.to.map(|t| t.0))
+            .fetch(&pool)
+            .map(|row| {
+                row.map_err(Error::from)
+                    .and_then(AlarmEventRecord::try_from)
+            });
+            forward(rows, tx).await;
+        })
     }
 
     async fn anomalies(

@@ -3,6 +3,7 @@
 //! [`TenantId`], so no caller can forget the scope.
 
 mod codec;
+pub mod export;
 pub mod postgres;
 pub mod rollup;
 mod rows;
@@ -275,6 +276,13 @@ pub trait AlarmStore: Send + Sync + 'static {
         before_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<AlarmEventRecord>>;
+    /// The transitions the filter selects, oldest first, read from the database's
+    /// cursor as the consumer takes the chunks (the export).
+    fn export_alarm_history(
+        &self,
+        tenant: TenantId,
+        filter: &AlarmHistoryFilter,
+    ) -> export::Chunks<AlarmEventRecord>;
     /// Newest first (by time, then id), older than `before` (time, id), at most
     /// `limit`.
     async fn anomalies(
@@ -372,8 +380,35 @@ pub trait Store: SecurityStore + AlarmStore {
         bucket_secs: i64,
     ) -> Result<Vec<Bucket>>;
 
+    /// Every raw sample of the tags in `[from, to)`, ordered by tag then time, read
+    /// from the database's cursor as the consumer takes the chunks (the export).
+    fn export_history(
+        &self,
+        tenant: TenantId,
+        tags: &[TagId],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> export::Chunks<Sample>;
+
     /// Number of stored samples of the tenant (tests, benchmarks, `system`).
     async fn count_samples(&self, tenant: TenantId) -> Result<i64>;
+}
+
+/// Opens the store of the `[storage]` section (URL, pool size, SQLite's page cache).
+/// Does not migrate.
+pub async fn connect_config(config: &crate::config::StorageConfig) -> Result<Arc<dyn Store>> {
+    if config.url.starts_with("sqlite:") {
+        Ok(Arc::new(
+            sqlite::SqliteStore::connect_with_cache(
+                &config.url,
+                config.max_connections,
+                config.sqlite_cache_mib,
+            )
+            .await?,
+        ))
+    } else {
+        connect(&config.url, config.max_connections).await
+    }
 }
 
 /// Opens the store named by a URL: `sqlite:PATH` / `sqlite://PATH` / `sqlite::memory:`,

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::export::Chunks;
 use super::{Bucket, Error, Result, Store, StoredSample};
 use crate::domain::{
     Device, DeviceId, DeviceSpec, Role, Sample, Tag, TagId, TagSpec, Tenant, TenantId, Timestamp,
@@ -174,6 +175,16 @@ impl Store for PostgresStore {
         bucket_secs: i64,
     ) -> Result<Vec<Bucket>> {
         rollups::buckets(&self.pool, tenant, tags, from, to, bucket_secs).await
+    }
+
+    fn export_history(
+        &self,
+        tenant: TenantId,
+        tags: &[TagId],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Chunks<Sample> {
+        history::export_history(&self.pool, tenant, tags, from, to)
     }
 
     async fn count_samples(&self, tenant: TenantId) -> Result<i64> {

@@ -23,6 +23,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use super::export::Chunks;
 use super::{Bucket, Error, Result, Store, StoredSample};
 use crate::domain::{
     Device, DeviceId, DeviceSpec, Role, Sample, Tag, TagId, TagSpec, Tenant, TenantId, Timestamp,
@@ -48,11 +49,24 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+/// Page cache per connection unless configured (SQLite's own default is 2 MiB): the
+/// per-tag index of a busy history table outgrows a small cache quickly.
+pub const DEFAULT_CACHE_MIB: u32 = 64;
+
 impl SqliteStore {
     /// Prepares a pool for `sqlite:PATH`, `sqlite://PATH` or `sqlite::memory:`.
     /// Connects lazily: an unreachable file (missing directory, locked database) shows
     /// up in [`Store::ping`], not here. Only a malformed URL fails.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        Self::connect_with_cache(url, max_connections, DEFAULT_CACHE_MIB).await
+    }
+
+    /// As [`SqliteStore::connect`], with `cache_mib` of page cache per connection.
+    pub async fn connect_with_cache(
+        url: &str,
+        max_connections: u32,
+        cache_mib: u32,
+    ) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(Error::Database)?
             .create_if_missing(true)
@@ -60,9 +74,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
-            // 64 MiB of page cache per connection (SQLite's default is 2 MiB): the
-            // per-tag index of a busy history table outgrows a small cache quickly.
-            .pragma("cache_size", "-65536");
+            // Negative: KiB rather than pages.
+            .pragma(
+                "cache_size",
+                format!("-{}", u64::from(cache_mib.max(1)) * 1024),
+            );
         let pool = SqlitePoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
         let pool = if is_in_memory(url) {
             // The database lives as long as its one connection: never close it.
@@ -196,6 +212,16 @@ impl Store for SqliteStore {
         bucket_secs: i64,
     ) -> Result<Vec<Bucket>> {
         history::history_buckets(&self.pool, tenant, tags, from, to, bucket_secs).await
+    }
+
+    fn export_history(
+        &self,
+        tenant: TenantId,
+        tags: &[TagId],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Chunks<Sample> {
+        history::export_history(&self.pool, tenant, tags, from, to)
     }
 
     async fn count_samples(&self, tenant: TenantId) -> Result<i64> {

@@ -81,6 +81,20 @@ pub async fn history(store: &dyn Store, w: &World) {
         .await
         .expect("limit");
     assert_eq!(limited, expected[..3]);
+    // The export streams the same rows, in the same order, and of the tenant only.
+    let exported = super::alarms::collect(store.export_history(w.a.id, &ids, from, to)).await;
+    assert_eq!(exported, expected);
+    let b_tag = [w.b_tag.id];
+    assert!(
+        super::alarms::collect(store.export_history(w.a.id, &b_tag, from, to))
+            .await
+            .is_empty()
+    );
+    assert!(
+        super::alarms::collect(store.export_history(w.a.id, &ids, to, from))
+            .await
+            .is_empty()
+    );
     // [from, to): 2 s is in, 5 s is out.
     let window = store
         .history(
@@ -297,6 +311,22 @@ pub async fn bulk(store: &dyn Store) {
         N as f64 / elapsed.as_secs_f64()
     );
     assert_eq!(store.count_samples(tenant).await.expect("count"), N);
+    // Exported in many chunks, every row back in (tag, time) order.
+    let tags: Vec<TagId> = (0..100).map(TagId).collect();
+    let exported = super::alarms::collect(store.export_history(
+        tenant,
+        &tags,
+        Timestamp(now - N * 1000),
+        Timestamp(now),
+    ))
+    .await;
+    let mut expected: Vec<Sample> = batch.into_iter().map(|s| s.sample).collect();
+    expected.sort_by_key(|s| (s.tag, s.source_time));
+    assert_eq!(exported.len(), expected.len());
+    assert!(
+        exported == expected,
+        "the export differs from the rows inserted"
+    );
 }
 
 /// The buckets of `samples` in `[from, to)` of `width` s, recomputed naively.

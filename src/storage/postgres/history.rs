@@ -1,12 +1,14 @@
 //! Samples in PostgreSQL: binary `COPY` bulk inserts (with their rollups, see
 //! [`super::rollups`]) and raw history.
 
+use futures::StreamExt;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 use crate::domain::{Sample, TagId, TenantId, Timestamp, Value};
+use crate::storage::export::{Chunks, forward, spawn_export};
 use crate::storage::rows::SampleColumns;
-use crate::storage::{Result, StoredSample, encode_code, in_index_order};
+use crate::storage::{Error, Result, StoredSample, encode_code, in_index_order};
 
 /// Rows per `COPY` message: bounds the size of one buffer (~60 bytes a row).
 const CHUNK_ROWS: usize = 50_000;
@@ -82,6 +84,11 @@ pub(super) async fn insert_samples(pool: &PgPool, samples: &[StoredSample]) -> R
     Ok(written)
 }
 
+/// The samples of tags `$2` of tenant `$1` in `[$3, $4)`, by tag then time.
+const SELECT_RANGE: &str = "SELECT tag_id, ts, server_ts, code, value_num, value_int, value_text \
+    FROM samples WHERE tenant_id = $1 AND tag_id = ANY($2) AND ts >= $3 AND ts < $4 \
+    ORDER BY tag_id, ts";
+
 pub(super) async fn history(
     pool: &PgPool,
     tenant: TenantId,
@@ -94,19 +101,41 @@ pub(super) async fn history(
         return Ok(Vec::new());
     }
     let tag_ids: Vec<i64> = tags.iter().map(|t| t.0).collect();
-    let rows = sqlx::query(
-        "SELECT tag_id, ts, server_ts, code, value_num, value_int, value_text FROM samples \
-         WHERE tenant_id = $1 AND tag_id = ANY($2) AND ts >= $3 AND ts < $4 \
-         ORDER BY tag_id, ts LIMIT $5",
-    )
-    .bind(tenant.0)
-    .bind(&tag_ids)
-    .bind(from.to_datetime())
-    .bind(to.to_datetime())
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
+    let rows = sqlx::query(&format!("{SELECT_RANGE} LIMIT $5"))
+        .bind(tenant.0)
+        .bind(&tag_ids)
+        .bind(from.to_datetime())
+        .bind(to.to_datetime())
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(sample_from_row).collect()
+}
+
+/// Every sample in `[from, to)` by tag then time, read from the cursor as the
+/// consumer takes the chunks.
+pub(super) fn export_history(
+    pool: &PgPool,
+    tenant: TenantId,
+    tags: &[TagId],
+    from: Timestamp,
+    to: Timestamp,
+) -> Chunks<Sample> {
+    let pool = pool.clone();
+    let tag_ids: Vec<i64> = tags.iter().map(|t| t.0).collect();
+    spawn_export(move |tx| async move {
+        if tag_ids.is_empty() || from >= to {
+            return;
+        }
+        let rows = sqlx::query(SELECT_RANGE)
+            .bind(tenant.0)
+            .bind(&tag_ids)
+            .bind(from.to_datetime())
+            .bind(to.to_datetime())
+            .fetch(&pool)
+            .map(|row| row.map_err(Error::from).and_then(|r| sample_from_row(&r)));
+        forward(rows, tx).await;
+    })
 }
 
 fn sample_from_row(row: &PgRow) -> Result<Sample> {

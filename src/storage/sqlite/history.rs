@@ -7,13 +7,15 @@
 
 use std::sync::OnceLock;
 
+use futures::StreamExt;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use crate::domain::{Sample, TagId, TenantId, Timestamp, Value, ValueKind};
+use crate::storage::export::{Chunks, forward, spawn_export};
 use crate::storage::rollup::bad_level;
 use crate::storage::rows::{SampleColumns, bucket_width, invalid};
-use crate::storage::{Bucket, Result, StoredSample, encode_code, in_index_order};
+use crate::storage::{Bucket, Error, Result, StoredSample, encode_code, in_index_order};
 
 /// Bind parameters per sample row.
 const BINDS_PER_ROW: usize = 6;
@@ -132,6 +134,13 @@ fn check_tags(tags: &[TagId]) -> Result<()> {
     Ok(())
 }
 
+/// The columns of a sample; the value is split by storage class so each column
+/// decodes with one Rust type.
+const SAMPLE_SELECT: &str = "SELECT tag_id, ts, server_ts, code, \
+     CASE typeof(value) WHEN 'real' THEN value END, \
+     CASE typeof(value) WHEN 'integer' THEN value END, \
+     CASE typeof(value) WHEN 'text' THEN value END";
+
 pub(super) async fn history(
     pool: &SqlitePool,
     tenant: TenantId,
@@ -144,17 +153,39 @@ pub(super) async fn history(
         return Ok(Vec::new());
     }
     check_tags(tags)?;
-    // The value is split by storage class so each column decodes with one Rust type.
-    let mut qb = QueryBuilder::new(
-        "SELECT tag_id, ts, server_ts, code, \
-         CASE typeof(value) WHEN 'real' THEN value END, \
-         CASE typeof(value) WHEN 'integer' THEN value END, \
-         CASE typeof(value) WHEN 'text' THEN value END",
-    );
+    let mut qb = QueryBuilder::new(SAMPLE_SELECT);
     push_filter(&mut qb, tenant, tags, from, to);
     qb.push(" ORDER BY tag_id, ts LIMIT ").push_bind(limit);
     let rows = qb.build().fetch_all(pool).await?;
     rows.iter().map(sample_from_row).collect()
+}
+
+/// Every sample in `[from, to)` by tag then time, read from the cursor as the
+/// consumer takes the chunks.
+pub(super) fn export_history(
+    pool: &SqlitePool,
+    tenant: TenantId,
+    tags: &[TagId],
+    from: Timestamp,
+    to: Timestamp,
+) -> Chunks<Sample> {
+    if let Err(e) = check_tags(tags) {
+        return futures::stream::iter([Err(e)]).boxed();
+    }
+    let (pool, tags) = (pool.clone(), tags.to_vec());
+    spawn_export(move |tx| async move {
+        if tags.is_empty() || from >= to {
+            return;
+        }
+        let mut qb = QueryBuilder::new(SAMPLE_SELECT);
+        push_filter(&mut qb, tenant, &tags, from, to);
+        qb.push(" ORDER BY tag_id, ts");
+        let rows = qb
+            .build()
+            .fetch(&pool)
+            .map(|row| row.map_err(Error::from).and_then(|r| sample_from_row(&r)));
+        forward(rows, tx).await;
+    })
 }
 
 fn sample_from_row(row: &SqliteRow) -> Result<Sample> {
