@@ -5,6 +5,7 @@
 //! - [`domain`]: plain data types: ids, values, qualities, samples, tags, devices, units.
 //! - [`actors`]: the supervised actor tree (root, tenants, devices, cache, alert
 //!   stream, live hub, historian) and its restart policy.
+//! - [`analytics`]: statistics, correlation and alarm-system metrics over the store.
 //! - [`drivers`]: the `Driver` trait and one folder per protocol (`sim` …).
 //! - [`secrets`]: the device-secret key, sealing and the `Secret` / `Sealed` types.
 //! - [`storage`]: the `Store` trait with SQLite and PostgreSQL implementations.
@@ -12,6 +13,7 @@
 
 pub mod actors;
 pub mod alarms;
+pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod config;

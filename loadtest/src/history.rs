@@ -1,17 +1,25 @@
 //! `history` buckets over a day of many tags: the store is filled with `--tags` tags
 //! sampled every `--step-secs` for a day (on PostgreSQL the inserts maintain the minute
 //! and hour rollups), then `history_buckets` for every tag over the whole day is timed
-//! `--runs` times per bucket width: 60 s and 3600 s (read from the rollups on
-//! PostgreSQL) and 30 s (aggregated from the samples).
+//! `--runs` times per bucket width of `--widths` (60 s and 3600 s are read from the
+//! rollups on PostgreSQL, 30 s would be aggregated from the samples), then the
+//! `statistics` of every tag over the day (a pass over every sample).
 
 use std::time::Instant;
 
+use thermacore::analytics::{self, stats::StatsSpec};
 use thermacore::domain::{Quality, Sample, TagId, Timestamp, Value};
 use thermacore::storage::{self, StoredSample};
 
 const DAY_US: i64 = 86_400_000_000;
 
-pub async fn run(url: &str, tags: usize, step_secs: i64, runs: usize) -> anyhow::Result<()> {
+pub async fn run(
+    url: &str,
+    tags: usize,
+    step_secs: i64,
+    runs: usize,
+    widths: &[i64],
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         tags > 0 && step_secs > 0 && runs > 0,
         "--tags, --step-secs and --runs must be > 0"
@@ -58,7 +66,7 @@ pub async fn run(url: &str, tags: usize, step_secs: i64, runs: usize) -> anyhow:
         total as f64 / fill_secs
     );
     let (from, to) = (Timestamp(start), Timestamp(start + DAY_US));
-    for width in [60, 3_600, 30] {
+    for &width in widths {
         let mut times = Vec::with_capacity(runs);
         let mut buckets = 0;
         for _ in 0..runs {
@@ -78,5 +86,32 @@ pub async fn run(url: &str, tags: usize, step_secs: i64, runs: usize) -> anyhow:
             times[times.len() - 1],
         );
     }
+    let spec_of = |_| StatsSpec {
+        from,
+        to,
+        expected_period_us: Some(step_secs * 1_000_000),
+        stale_after_us: 3 * step_secs * 1_000_000,
+    };
+    let mut times = Vec::with_capacity(runs);
+    let mut counted = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let stats = analytics::statistics(store.as_ref(), tenant, &ids, from, to, spec_of).await?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        counted = stats.iter().map(|(_, s)| s.count).sum::<u64>();
+    }
+    anyhow::ensure!(
+        counted == total as u64,
+        "statistics counted {counted} samples of {total}"
+    );
+    times.sort_by(f64::total_cmp);
+    println!(
+        "statistics: backend={} tags={tags} range=1d samples={counted} median_ms={:.1} min_ms={:.1} max_ms={:.1} samples/s={:.0} runs={runs}",
+        store.backend(),
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1],
+        counted as f64 / (times[times.len() / 2] / 1000.0),
+    );
     Ok(())
 }

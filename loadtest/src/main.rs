@@ -64,7 +64,7 @@ enum Scenario {
         #[arg(long, default_value_t = 20_000)]
         batch_size: usize,
     },
-    /// `history` buckets over a day of many tags, from the rollups (PostgreSQL) and
+    /// `history` buckets and `statistics` over a day of many tags, from the rollups (PostgreSQL) and
     /// from the samples.
     History {
         /// `postgres://…` or `sqlite:PATH`.
@@ -78,6 +78,10 @@ enum Scenario {
         /// Timed queries per bucket width.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Bucket widths to time, in seconds (30 is grouped from the raw samples
+        /// and takes long on PostgreSQL).
+        #[arg(long, value_delimiter = ',', default_values_t = [60, 3600])]
+        widths: Vec<i64>,
     },
     /// Many idle sim devices: start-up time and memory per device actor.
     Idle {
@@ -318,7 +322,8 @@ fn main() -> anyhow::Result<()> {
                 tags,
                 step_secs,
                 runs,
-            } => history::run(&store, tags, step_secs, runs).await,
+                widths,
+            } => history::run(&store, tags, step_secs, runs, &widths).await,
             Scenario::Persisted {
                 store,
                 devices,

@@ -66,6 +66,11 @@ impl CacheView {
         self.entries.contains_key(&tag)
     }
 
+    /// The tag's staleness limit (None: not a tag of this tenant).
+    pub fn stale_after_us(&self, tag: TagId) -> Option<i64> {
+        self.entries.get(&tag).map(|e| e.stale_after_us)
+    }
+
     /// Reads one tag, marking a value older than its staleness limit Uncertain/Stale.
     pub fn get(&self, tag: TagId, now: Timestamp) -> Lookup {
         let Some(entry) = self.entries.get(&tag) else {

@@ -34,7 +34,10 @@ const MAX_TEXT: usize = 500;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The caller's tenant's unit `id` (NOT_FOUND otherwise).
-async fn own_unit(ctx: &Context<'_>, id: Option<&ID>) -> async_graphql::Result<Option<UnitId>> {
+pub(super) async fn own_unit(
+    ctx: &Context<'_>,
+    id: Option<&ID>,
+) -> async_graphql::Result<Option<UnitId>> {
     let Some(id) = id else { return Ok(None) };
     let unit: UnitId = id
         .parse()
