@@ -177,10 +177,18 @@ impl Accumulator {
             if samples < 2 {
                 return None;
             }
-            let mut inner: Vec<i64> = self.intervals[1..samples].to_vec();
+            // Samples of one instant (a batch stamped at once) say nothing of the period.
+            let mut inner: Vec<i64> = self.intervals[1..samples]
+                .iter()
+                .copied()
+                .filter(|dt| *dt > 0)
+                .collect();
+            if inner.is_empty() {
+                return None;
+            }
             let mid = inner.len() / 2;
             let (_, m, _) = inner.select_nth_unstable(mid);
-            Some((*m).max(1))
+            Some(*m)
         });
         let (mut gaps, mut missing_us) = (0u64, 0i64);
         if let Some(p) = period {

@@ -143,6 +143,16 @@ fn the_period_defaults_to_the_median_interval_and_an_empty_tag_scores_zero() {
     assert_eq!(empty.slope_per_hour, None);
     assert_eq!(empty.quality.coverage, 0.0);
     assert_eq!(empty.quality.score, 0.0);
+    let same_instant = [
+        sample(3.0, Value::I64(1), Quality::Good),
+        sample(3.0, Value::I64(2), Quality::Good),
+    ];
+    let st = run(spec(60, None), &same_instant);
+    assert_eq!(
+        st.quality.expected_period_us, None,
+        "no interval to judge by"
+    );
+    assert_eq!(st.quality.coverage, 0.0);
     let one = run(spec(60, None), &samples[..1]);
     assert_eq!(one.p99, Some(0.0));
     assert_eq!(one.stddev, Some(0.0));
