@@ -109,6 +109,8 @@ async fn postgres_lost_while_running_is_buffered_then_written() {
             > 0
     })
     .await;
+    let tags = s.tag_ids(&token).await;
+    let tag = tags.values().next().expect("a tag").clone();
     proxy.cut().await;
     eventually(
         Duration::from_secs(20),
@@ -125,6 +127,44 @@ async fn postgres_lost_while_running_is_buffered_then_written() {
         s.get("/readyz").await.status(),
         503,
         "not ready while the store is away"
+    );
+    // An export or a statistics query while the store is away: refused with a code
+    // before the first byte, nothing half-sent.
+    let now = chrono::Utc::now();
+    let range = format!(
+        "tagIds={tag}&from={}&to={}",
+        (now - chrono::Duration::minutes(5)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let export = |range: String| {
+        let s = &s;
+        let token = token.clone();
+        async move {
+            s.client()
+                .get(s.url(&format!("/api/export?{range}")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("GET /api/export")
+        }
+    };
+    let r = export(range.clone()).await;
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.expect("json error");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "UNAVAILABLE",
+        "{body}"
+    );
+    let stats = s
+        .gql(
+            Some(&token),
+            "query($i:[ID!]!,$f:DateTime!,$t:DateTime!){statistics(tagIds:$i,from:$f,to:$t){count}}",
+            json!({"i": [tag], "f": (now - chrono::Duration::minutes(5)).to_rfc3339(), "t": now.to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(
+        stats["errors"][0]["extensions"]["code"], "UNAVAILABLE",
+        "{stats}"
     );
     let during = s.data(&token, q, json!({})).await;
     assert!(
@@ -147,6 +187,10 @@ async fn postgres_lost_while_running_is_buffered_then_written() {
         s.data(&token, q, json!({})).await["system"]["historian"]["dropped"],
         0
     );
+    // Back: the same export streams.
+    let r = export(range).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("csv").lines().count() > 1);
     s.stop().await.expect("clean stop");
     let produced = metric_sum(
         &thermacore::telemetry::metrics_handle().render(),
