@@ -40,6 +40,17 @@ async fn conformance(store: Arc<dyn Store>) {
     alarms::anomalies(&*store, &world).await;
 }
 
+/// Every row of an export stream, failing on an error.
+pub async fn collect<T>(chunks: thermacore::storage::export::Chunks<T>) -> Vec<T> {
+    use futures::StreamExt;
+    let mut rows = Vec::new();
+    let mut chunks = chunks;
+    while let Some(chunk) = chunks.next().await {
+        rows.extend(chunk.expect("export chunk"));
+    }
+    rows
+}
+
 /// A connection failure must be reported within this long, not hang.
 const FAIL_FAST: Duration = Duration::from_secs(8);
 

@@ -1,7 +1,10 @@
 //! The API's error type: a code and a generic message for the client, the detail for
-//! the log (with the request id).
+//! the log (with the request id); as a GraphQL error or, for the plain HTTP routes
+//! (`/api/export`), a status with the same JSON shape.
 
 use async_graphql::ErrorExtensions;
+use axum::http::StatusCode;
+use axum::response::Response;
 
 use crate::storage;
 
@@ -49,6 +52,33 @@ impl ApiError {
             ApiError::Device(_) => "DEVICE_ERROR",
             ApiError::Internal(_) => "INTERNAL",
         }
+    }
+
+    /// The HTTP status of this error when it refuses a whole request (not GraphQL,
+    /// whose errors travel in a 200 response).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Conflict => StatusCode::CONFLICT,
+            ApiError::QuotaExceeded { .. } | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Device(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// An HTTP response in the API's JSON error shape, with this error's status and
+    /// code, logging the detail.
+    pub fn into_http(self, request_id: &str) -> Response {
+        if let Some(detail) = self.detail() {
+            tracing::error!(request_id, code = self.code(), detail, "request failed");
+        }
+        super::http::graphql_error(self.status(), &self.to_string(), self.code())
     }
 
     /// The detail that goes to the log only.

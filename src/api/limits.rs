@@ -263,6 +263,26 @@ impl async_graphql::extensions::Extension for AliasLimit {
     }
 }
 
+/// A range that reads raw samples or the alarm history (exports, statistics, alarm
+/// analytics): ordered, and at most `max_days` (`api.export_max_days`) long.
+pub fn check_raw_range(
+    from: crate::domain::Timestamp,
+    to: crate::domain::Timestamp,
+    max_days: u32,
+) -> Result<(), super::ApiError> {
+    if from >= to {
+        return Err(super::ApiError::BadRequest(
+            "`from` must be before `to`".into(),
+        ));
+    }
+    if to.micros_since(from) > i64::from(max_days) * 86_400_000_000 {
+        return Err(super::ApiError::BadRequest(format!(
+            "the range is longer than {max_days} days (api.export_max_days): ask for it in parts"
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

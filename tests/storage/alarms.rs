@@ -153,11 +153,11 @@ pub async fn alarms(store: &dyn Store, w: &World) {
     assert_eq!(older.len(), 1);
     // The export streams the same transitions, oldest first, with the same filter.
     let exported: Vec<_> =
-        collect(store.export_alarm_history(w.a.id, &AlarmHistoryFilter::default())).await;
+        super::collect(store.export_alarm_history(w.a.id, &AlarmHistoryFilter::default())).await;
     let mut oldest_first = history.clone();
     oldest_first.reverse();
     assert_eq!(exported, oldest_first);
-    let one = collect(store.export_alarm_history(
+    let one = super::collect(store.export_alarm_history(
         w.a.id,
         &AlarmHistoryFilter {
             rule: Some(r1.id),
@@ -168,7 +168,7 @@ pub async fn alarms(store: &dyn Store, w: &World) {
     .await;
     assert_eq!(one, history[..1]);
     assert!(
-        collect(store.export_alarm_history(w.b.id, &AlarmHistoryFilter::default()))
+        super::collect(store.export_alarm_history(w.b.id, &AlarmHistoryFilter::default()))
             .await
             .is_empty()
     );
@@ -179,17 +179,6 @@ pub async fn alarms(store: &dyn Store, w: &World) {
             .expect("b")
             .is_empty()
     );
-}
-
-/// Every row of an export stream, failing on an error.
-pub async fn collect<T>(chunks: thermacore::storage::export::Chunks<T>) -> Vec<T> {
-    use futures::StreamExt;
-    let mut rows = Vec::new();
-    let mut chunks = chunks;
-    while let Some(chunk) = chunks.next().await {
-        rows.extend(chunk.expect("export chunk"));
-    }
-    rows
 }
 
 fn anomaly(rule: thermacore::domain::RuleId, tag: TagId, at: i64, confidence: f64) -> Anomaly {

@@ -82,16 +82,16 @@ pub async fn history(store: &dyn Store, w: &World) {
         .expect("limit");
     assert_eq!(limited, expected[..3]);
     // The export streams the same rows, in the same order, and of the tenant only.
-    let exported = super::alarms::collect(store.export_history(w.a.id, &ids, from, to)).await;
+    let exported = super::collect(store.export_history(w.a.id, &ids, from, to)).await;
     assert_eq!(exported, expected);
     let b_tag = [w.b_tag.id];
     assert!(
-        super::alarms::collect(store.export_history(w.a.id, &b_tag, from, to))
+        super::collect(store.export_history(w.a.id, &b_tag, from, to))
             .await
             .is_empty()
     );
     assert!(
-        super::alarms::collect(store.export_history(w.a.id, &ids, to, from))
+        super::collect(store.export_history(w.a.id, &ids, to, from))
             .await
             .is_empty()
     );
@@ -313,7 +313,7 @@ pub async fn bulk(store: &dyn Store) {
     assert_eq!(store.count_samples(tenant).await.expect("count"), N);
     // Exported in many chunks, every row back in (tag, time) order.
     let tags: Vec<TagId> = (0..100).map(TagId).collect();
-    let exported = super::alarms::collect(store.export_history(
+    let exported = super::collect(store.export_history(
         tenant,
         &tags,
         Timestamp(now - N * 1000),

@@ -15,6 +15,7 @@ use super::{ApiError, api, fail, own_tags, tenant};
 use crate::actors::TenantShared;
 use crate::alarms::Severity;
 use crate::analytics::{self, alarms as alarm_metrics, correlation, stats, stats::StatsSpec};
+use crate::api::limits::check_raw_range;
 use crate::api::permissions::FieldAccess;
 use crate::domain::{DeviceId, Tag, TagId, TenantId, Timestamp, UnitId};
 use crate::storage::AnomalyFilter;
@@ -31,17 +32,8 @@ fn raw_range(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> async_graphql::Result<(Timestamp, Timestamp)> {
-    let bad = |m: String| fail(ctx, ApiError::BadRequest(m));
-    if from >= to {
-        return Err(bad("`from` must be before `to`".into()));
-    }
     let (from, to) = (Timestamp::from_datetime(from), Timestamp::from_datetime(to));
-    let days = api(ctx).config.api.export_max_days;
-    if to.micros_since(from) > i64::from(days) * 86_400_000_000 {
-        return Err(bad(format!(
-            "the range is longer than {days} days (api.export_max_days)"
-        )));
-    }
+    check_raw_range(from, to, api(ctx).config.api.export_max_days).map_err(|e| fail(ctx, e))?;
     Ok((from, to))
 }
 

@@ -181,21 +181,28 @@ pub(crate) fn own_tags(
     t: &TenantShared,
     ids: &[async_graphql::ID],
 ) -> async_graphql::Result<Vec<TagId>> {
-    if ids.len() > api(ctx).config.api.max_tag_ids {
-        return Err(fail(
-            ctx,
-            ApiError::BadRequest(format!(
-                "at most {} tag ids per call",
-                api(ctx).config.api.max_tag_ids
-            )),
-        ));
+    let max = api(ctx).config.api.max_tag_ids;
+    tenant_tags(t, ids.iter().map(|id| id.as_str()), max).map_err(|e| fail(ctx, e))
+}
+
+/// At most `max` tag ids, each parsed and a tag of the tenant (else NOT_FOUND, whether
+/// or not it exists elsewhere); in the order given.
+pub(crate) fn tenant_tags<'a>(
+    t: &TenantShared,
+    ids: impl ExactSizeIterator<Item = &'a str>,
+    max: usize,
+) -> Result<Vec<TagId>, ApiError> {
+    if ids.len() > max {
+        return Err(ApiError::BadRequest(format!(
+            "{} tag ids: at most {max} per call",
+            ids.len()
+        )));
     }
-    ids.iter()
-        .map(|id| match id.parse::<TagId>() {
-            Ok(tag) if t.cache.knows(tag) => Ok(tag),
-            _ => Err(fail(ctx, ApiError::NotFound("tag"))),
-        })
-        .collect()
+    ids.map(|id| match id.parse::<TagId>() {
+        Ok(tag) if t.cache.knows(tag) => Ok(tag),
+        _ => Err(ApiError::NotFound("tag")),
+    })
+    .collect()
 }
 
 /// Requires a permission on a nested field (the root fields' rules are in
