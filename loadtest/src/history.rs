@@ -1,6 +1,7 @@
 //! `history` buckets over a day of many tags: the store is filled with `--tags` tags
 //! sampled every `--step-secs` for a day (on PostgreSQL the inserts maintain the minute
-//! and hour rollups), then `history_buckets` for every tag over the whole day is timed
+//! and hour rollups, and the closed hours' minutes are then packed as maintenance
+//! would), then `history_buckets` for every tag over the whole day is timed
 //! `--runs` times per bucket width of `--widths` (60 s and 3600 s are read from the
 //! rollups on PostgreSQL, 30 s would be aggregated from the samples), then the
 //! `statistics` of every tag over the day (a pass over every sample).
@@ -64,6 +65,15 @@ pub async fn run(
         "history fill: backend={} tags={tags} step_s={step_secs} samples={total} seconds={fill_secs:.1} samples/s={:.0}",
         store.backend(),
         total as f64 / fill_secs
+    );
+    // What store maintenance does once the hours have ended (PostgreSQL packs the
+    // minute rollups of each tag's hour into one row).
+    let packing = Instant::now();
+    let moved = store.compact_history(Timestamp::now()).await?;
+    println!(
+        "history compaction: backend={} minute_rows={moved} seconds={:.1}",
+        store.backend(),
+        packing.elapsed().as_secs_f64()
     );
     let (from, to) = (Timestamp(start), Timestamp(start + DAY_US));
     for &width in widths {

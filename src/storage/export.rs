@@ -40,36 +40,64 @@ where
     rx
 }
 
-/// Passes the rows on in chunks of [`CHUNK_ROWS`]; the first error is passed on and
-/// ends it, and so does a consumer that went away.
+/// Drains `rows` into `tx` in chunks of [`CHUNK_ROWS`]; an error is sent after the rows
+/// before it and ends the export. Returns early when the consumer has gone.
 pub(crate) async fn forward<T, S>(rows: S, tx: ChunkSender<T>)
 where
     S: Stream<Item = Result<T>>,
 {
     let mut rows = std::pin::pin!(rows);
-    let mut chunk = Vec::with_capacity(CHUNK_ROWS);
+    let mut out = ChunkWriter::new(tx);
     while let Some(row) = rows.next().await {
         match row {
             Ok(row) => {
-                chunk.push(row);
-                if chunk.len() == CHUNK_ROWS {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS));
-                    if tx.tx.send(Ok(full)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            Err(e) => {
-                if !chunk.is_empty() && tx.tx.send(Ok(chunk)).await.is_err() {
+                if !out.push(row).await {
                     return;
                 }
-                let _ = tx.tx.send(Err(e)).await;
-                return;
             }
+            Err(e) => return out.fail(e).await,
         }
     }
-    if !chunk.is_empty() {
-        let _ = tx.tx.send(Ok(chunk)).await;
+    out.finish().await;
+}
+
+/// Rows pushed one at a time, sent in chunks of [`CHUNK_ROWS`].
+pub(crate) struct ChunkWriter<T> {
+    tx: ChunkSender<T>,
+    chunk: Vec<T>,
+}
+
+impl<T> ChunkWriter<T> {
+    pub(crate) fn new(tx: ChunkSender<T>) -> Self {
+        ChunkWriter {
+            tx,
+            chunk: Vec::with_capacity(CHUNK_ROWS),
+        }
+    }
+
+    /// Adds a row; `false` once the consumer has gone (stop reading).
+    pub(crate) async fn push(&mut self, row: T) -> bool {
+        self.chunk.push(row);
+        if self.chunk.len() < CHUNK_ROWS {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_ROWS));
+        self.tx.tx.send(Ok(full)).await.is_ok()
+    }
+
+    /// Sends the rows so far, then the error that ends the export.
+    pub(crate) async fn fail(self, e: super::Error) {
+        if !self.chunk.is_empty() && self.tx.tx.send(Ok(self.chunk)).await.is_err() {
+            return;
+        }
+        let _ = self.tx.tx.send(Err(e)).await;
+    }
+
+    /// Sends the last rows.
+    pub(crate) async fn finish(self) {
+        if !self.chunk.is_empty() {
+            let _ = self.tx.tx.send(Ok(self.chunk)).await;
+        }
     }
 }
 

@@ -306,8 +306,16 @@ pub trait Store: SecurityStore + AlarmStore {
     /// Applies the embedded migrations of this backend.
     async fn migrate(&self) -> Result<()>;
 
-    /// Periodic upkeep: PostgreSQL creates sample partitions ahead of time.
+    /// Periodic upkeep: PostgreSQL creates sample partitions ahead of time and packs
+    /// the minute rollups of the hours that ended five minutes or more before `now`
+    /// ([`Store::compact_history`]).
     async fn maintain(&self, now: Timestamp) -> Result<()>;
+
+    /// Moves closed history into its compact form: on PostgreSQL the minute rollups of
+    /// the hours that ended by `before` into one packed row per tag and hour (reads
+    /// see the same buckets before and after). Returns the rows moved; SQLite keeps no
+    /// rollups and moves none.
+    async fn compact_history(&self, before: Timestamp) -> Result<u64>;
 
     // --- tenants and users -------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 //! day, with partitions created ahead of time by [`Store::maintain`].
 
 mod history;
+mod packed;
+mod packed_samples;
 mod partitions;
 mod rollups;
 // Shared with the other backend on purpose: same SQL, compiled against our `Pool`.
@@ -32,6 +34,22 @@ use crate::domain::{
 /// How long a caller waits for a pooled connection (including connecting) before the
 /// store reports itself [`Error::Unavailable`].
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long after an hour ends its minute rollups are packed: late samples are
+/// rarer by then (they would still be counted, through `samples_1m`).
+const COMPACT_AFTER_US: i64 = 5 * 60 * 1_000_000;
+
+/// The tables of a tenant's history (without foreign keys, so deleted explicitly).
+const HISTORY_TABLES: [&str; 5] = [
+    "samples",
+    "samples_1m",
+    "samples_1h",
+    "samples_1m_packed",
+    "samples_packed",
+];
+
+/// Compaction transactions per maintenance run: some 10,000 tag-hours.
+const COMPACT_ROUNDS: usize = 100;
 
 /// The pool type the shared `world` module is compiled against.
 type Pool = PgPool;
@@ -80,7 +98,16 @@ impl Store for PostgresStore {
     }
 
     async fn maintain(&self, now: Timestamp) -> Result<()> {
-        partitions::maintain(&self.pool, now).await
+        partitions::maintain(&self.pool, now).await?;
+        // Bounded, so that a backlog (the first run over an older database) is worked
+        // off over several runs rather than holding up the next.
+        let moved = packed::compact(&self.pool, now.0 - COMPACT_AFTER_US, COMPACT_ROUNDS).await?;
+        tracing::debug!(moved, "history packed");
+        Ok(())
+    }
+
+    async fn compact_history(&self, before: Timestamp) -> Result<u64> {
+        packed::compact(&self.pool, before.0, usize::MAX).await
     }
 
     async fn upsert_tenant(&self, name: &str) -> Result<Tenant> {
@@ -184,7 +211,7 @@ impl Store for PostgresStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Chunks<Sample> {
-        history::export_history(&self.pool, tenant, tags, from, to)
+        packed_samples::export(&self.pool, tenant, tags, from, to)
     }
 
     async fn count_samples(&self, tenant: TenantId) -> Result<i64> {

@@ -175,13 +175,15 @@ impl SecurityStore for Backend {
 
     async fn delete_tenant(&self, id: TenantId) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        // Samples carry no foreign key (it would cost a lookup per row): delete them
-        // explicitly. Users, units, devices, tags and refresh tokens cascade; the audit
-        // log keeps its records.
-        sqlx::query("DELETE FROM samples WHERE tenant_id = $1")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
+        // Samples and their rollups carry no foreign key (it would cost a lookup per
+        // row): delete them explicitly. Users, units, devices, tags and refresh tokens
+        // cascade; the audit log keeps its records.
+        for table in super::HISTORY_TABLES {
+            sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+        }
         let gone = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id.0)
             .execute(&mut *tx)

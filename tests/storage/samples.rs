@@ -11,6 +11,8 @@ use crate::world::World;
 /// 2023-11-14T22:13:20Z, a multiple of 4 s since the epoch.
 const BASE: i64 = 1_700_000_000_000_000;
 const SEC: i64 = 1_000_000;
+/// Where the rollup test's samples begin (on the hour).
+const START: i64 = 1_800_000_000_000_000;
 fn sample(tag: TagId, i: i64, value: Value, quality: Quality) -> Sample {
     Sample {
         tag,
@@ -380,7 +382,6 @@ fn recompute(samples: &[Sample], from: i64, to: i64, width: i64) -> Vec<Bucket> 
 pub async fn rollups(store: &dyn Store, w: &World) {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
-    const START: i64 = 1_800_000_000_000_000; // on the hour
     let tags: Vec<TagId> = (0..4).map(|i| TagId(800_100 + i)).collect();
     let mut rng = StdRng::seed_from_u64(5);
     let mut samples = Vec::new();
@@ -410,19 +411,80 @@ pub async fn rollups(store: &dyn Store, w: &World) {
             });
         }
     }
-    // Five batches, each a random pick: every minute is written to by several.
+    // Five batches, each a random pick: every minute is written to by several. The
+    // last one arrives after the first three hours were packed (PostgreSQL), so its
+    // samples are late for packed hours.
     let mut batches: Vec<Vec<Sample>> = vec![Vec::new(); 5];
     for s in &samples {
         batches[rng.random_range(0..5)].push(s.clone());
     }
-    for b in &batches {
+    let (late, early) = batches.split_last().expect("five batches");
+    let mut written = Vec::new();
+    for b in early {
         store
             .insert_samples(&stored(w.a.id, b))
             .await
             .expect("insert");
+        written.extend(b.iter().cloned());
     }
+    buckets_match_recomputation(store, w, &tags, &written, "unpacked").await;
+    let moved = store
+        .compact_history(Timestamp(START + 2 * 3_600 * SEC + 30 * 60 * SEC))
+        .await
+        .expect("compact");
+    assert_eq!(
+        moved > 0,
+        store.backend() == "postgres",
+        "{moved} minutes packed"
+    );
+    buckets_match_recomputation(store, w, &tags, &written, "two hours packed").await;
+    store
+        .insert_samples(&stored(w.a.id, late))
+        .await
+        .expect("insert late");
+    written.extend(late.iter().cloned());
+    buckets_match_recomputation(store, w, &tags, &written, "late samples").await;
+    store
+        .compact_history(Timestamp(START + 4 * 3_600 * SEC))
+        .await
+        .expect("compact again");
+    buckets_match_recomputation(store, w, &tags, &written, "all packed").await;
+    // Retention through the middle of a packed hour: the export holds what is left.
+    let cut = START + 90 * 60 * SEC;
+    store
+        .delete_history_before(w.a.id, Timestamp(cut))
+        .await
+        .expect("retention");
+    let exported = super::collect(store.export_history(
+        w.a.id,
+        &tags,
+        Timestamp(START),
+        Timestamp(START + 3 * 3_600 * SEC),
+    ))
+    .await;
+    let mut left: Vec<&Sample> = written.iter().filter(|s| s.source_time.0 >= cut).collect();
+    left.sort_by_key(|s| (s.tag, s.source_time));
+    assert!(
+        exported.len() == left.len() && exported.iter().zip(&left).all(|(e, l)| e == *l),
+        "after retention the export holds {} samples, {} are left",
+        exported.len(),
+        left.len()
+    );
+}
+
+/// `history_buckets` over several ranges and widths equals a recomputation from
+/// `samples`, and the export over each range is exactly `samples` in it, by tag and
+/// time.
+async fn buckets_match_recomputation(
+    store: &dyn Store,
+    w: &World,
+    tags: &[TagId],
+    samples: &[Sample],
+    when: &str,
+) {
     let ranges = [
         (START, START + 3 * 3_600 * SEC),
+        (START - 3_600 * SEC, START + 5 * 3_600 * SEC),
         (
             START + 17 * SEC + 123,
             START + 2 * 3_600 * SEC + 40 * 60 * SEC + 5 * SEC,
@@ -431,13 +493,26 @@ pub async fn rollups(store: &dyn Store, w: &World) {
         (START + 61 * SEC, START + 119 * SEC),
     ];
     for (from, to) in ranges {
+        let exported =
+            super::collect(store.export_history(w.a.id, tags, Timestamp(from), Timestamp(to)))
+                .await;
+        let mut want: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| (from..to).contains(&s.source_time.0))
+            .collect();
+        want.sort_by_key(|s| (s.tag, s.source_time));
+        assert_eq!(exported.len(), want.len(), "{when}: export of {from}..{to}");
+        assert!(
+            exported.iter().zip(&want).all(|(e, w)| e == *w),
+            "{when}: the export of {from}..{to} differs from the samples"
+        );
         for width in [1, 45, 60, 120, 900, 3_600, 7_200] {
             let got = store
-                .history_buckets(w.a.id, &tags, Timestamp(from), Timestamp(to), width)
+                .history_buckets(w.a.id, tags, Timestamp(from), Timestamp(to), width)
                 .await
                 .expect("buckets");
-            let want = recompute(&samples, from, to, width);
-            assert_eq!(got.len(), want.len(), "{width} s over {from}..{to}");
+            let want = recompute(samples, from, to, width);
+            assert_eq!(got.len(), want.len(), "{when}: {width} s over {from}..{to}");
             for (g, e) in got.iter().zip(&want) {
                 let close = |a: Option<f64>, b: Option<f64>| match (a, b) {
                     (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * b.abs().max(1.0),
@@ -449,7 +524,7 @@ pub async fn rollups(store: &dyn Store, w: &World) {
                         && (g.count, g.bad) == (e.count, e.bad)
                         && (g.min, g.max, g.first, g.last) == (e.min, e.max, e.first, e.last)
                         && close(g.avg, e.avg),
-                    "{width} s over {from}..{to}:\n got  {g:?}\n want {e:?}"
+                    "{when}: {width} s over {from}..{to}:\n got  {g:?}\n want {e:?}"
                 );
             }
         }

@@ -1,14 +1,12 @@
 //! Samples in PostgreSQL: binary `COPY` bulk inserts (with their rollups, see
-//! [`super::rollups`]) and raw history.
+//! [`super::rollups`]) and raw history (exports: [`super::packed_samples`]).
 
-use futures::StreamExt;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 use crate::domain::{Sample, TagId, TenantId, Timestamp, Value};
-use crate::storage::export::{Chunks, forward, spawn_export};
 use crate::storage::rows::SampleColumns;
-use crate::storage::{Error, Result, StoredSample, encode_code, in_index_order};
+use crate::storage::{Result, StoredSample, encode_code, in_index_order};
 
 /// Rows per `COPY` message: bounds the size of one buffer (~60 bytes a row).
 const CHUNK_ROWS: usize = 50_000;
@@ -85,7 +83,7 @@ pub(super) async fn insert_samples(pool: &PgPool, samples: &[StoredSample]) -> R
 }
 
 /// The samples of tags `$2` of tenant `$1` in `[$3, $4)`, by tag then time.
-const SELECT_RANGE: &str = "SELECT tag_id, ts, server_ts, code, value_num, value_int, value_text \
+pub(super) const SELECT_RANGE: &str = "SELECT tag_id, ts, server_ts, code, value_num, value_int, value_text \
     FROM samples WHERE tenant_id = $1 AND tag_id = ANY($2) AND ts >= $3 AND ts < $4 \
     ORDER BY tag_id, ts";
 
@@ -112,41 +110,20 @@ pub(super) async fn history(
     rows.iter().map(sample_from_row).collect()
 }
 
-/// Every sample in `[from, to)` by tag then time, read from the cursor as the
-/// consumer takes the chunks.
-pub(super) fn export_history(
-    pool: &PgPool,
-    tenant: TenantId,
-    tags: &[TagId],
-    from: Timestamp,
-    to: Timestamp,
-) -> Chunks<Sample> {
-    let pool = pool.clone();
-    let tag_ids: Vec<i64> = tags.iter().map(|t| t.0).collect();
-    spawn_export(move |tx| async move {
-        if tag_ids.is_empty() || from >= to {
-            return;
-        }
-        let rows = sqlx::query(SELECT_RANGE)
-            .bind(tenant.0)
-            .bind(&tag_ids)
-            .bind(from.to_datetime())
-            .bind(to.to_datetime())
-            .fetch(&pool)
-            .map(|row| row.map_err(Error::from).and_then(|r| sample_from_row(&r)));
-        forward(rows, tx).await;
-    })
+pub(super) fn sample_from_row(row: &PgRow) -> Result<Sample> {
+    sample_from_columns(row, 0)
 }
 
-fn sample_from_row(row: &PgRow) -> Result<Sample> {
+/// A sample from the columns of [`SELECT_RANGE`]'s layout, starting at column `at`.
+pub(super) fn sample_from_columns(row: &PgRow, at: usize) -> Result<Sample> {
     Sample::try_from(SampleColumns {
-        tag: row.try_get(0)?,
-        ts: Timestamp::from_datetime(row.try_get(1)?),
-        server_ts: Timestamp::from_datetime(row.try_get(2)?),
-        code: row.try_get(3)?,
-        num: row.try_get(4)?,
-        int: row.try_get(5)?,
-        text: row.try_get(6)?,
+        tag: row.try_get(at)?,
+        ts: Timestamp::from_datetime(row.try_get(at + 1)?),
+        server_ts: Timestamp::from_datetime(row.try_get(at + 2)?),
+        code: row.try_get(at + 3)?,
+        num: row.try_get(at + 4)?,
+        int: row.try_get(at + 5)?,
+        text: row.try_get(at + 6)?,
     })
 }
 

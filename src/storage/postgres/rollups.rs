@@ -7,15 +7,15 @@
 use std::collections::BTreeMap;
 
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
+
+use super::packed::{HOUR_US, MINUTE_US, Minutes};
 
 use crate::domain::{TagId, TenantId, Timestamp};
 use crate::storage::rollup::{Partial, bad_level, bucket_of, roll_up};
 use crate::storage::rows::bucket_width;
 use crate::storage::{Bucket, Result, StoredSample};
 
-const MINUTE_US: i64 = 60_000_000;
-const HOUR_US: i64 = 3_600_000_000;
 /// The rollup tables and their widths, widest first.
 const TABLES: [(&str, i64); 2] = [("samples_1h", HOUR_US), ("samples_1m", MINUTE_US)];
 
@@ -112,7 +112,7 @@ impl Columns {
     }
 }
 
-fn partial_of(row: &PgRow, at: usize) -> Result<Partial> {
+pub(super) fn partial_of(row: &PgRow, at: usize) -> Result<Partial> {
     let first_ts: Option<i64> = row.try_get(at + 5)?;
     let first: Option<f64> = row.try_get(at + 6)?;
     let last_ts: Option<i64> = row.try_get(at + 7)?;
@@ -129,7 +129,9 @@ fn partial_of(row: &PgRow, at: usize) -> Result<Partial> {
 }
 
 /// The buckets of `bucket_secs` in `[from, to)`: whole hours or minutes from the
-/// widest rollup whose width divides the bucket, the rest from the samples.
+/// widest rollup whose width divides the bucket (minutes from their packed hours and
+/// `samples_1m` both), the rest from the samples; all in one snapshot, so a compaction
+/// moving minutes between the tables is never seen half done.
 pub(super) async fn buckets(
     pool: &PgPool,
     tenant: TenantId,
@@ -143,8 +145,13 @@ pub(super) async fn buckets(
         return Ok(Vec::new());
     }
     let tag_ids: Vec<i64> = tags.iter().map(|t| t.0).collect();
-    // Rollup rows come sorted by (tag, start); the raw ends of the range are few.
-    let mut rolled: Vec<((i64, i64), Partial)> = Vec::new();
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    // Packed rows and rollup rows come sorted by (tag, start); the raw ends are few.
+    let mut packed: Vec<PgRow> = Vec::new();
+    let mut rolled: Vec<Keyed> = Vec::new();
     let mut ends: BTreeMap<(i64, i64), Partial> = BTreeMap::new();
     // The whole rollup periods inside the range, [lo, hi).
     let rollup = TABLES
@@ -156,6 +163,18 @@ pub(super) async fn buckets(
         });
     let raw: Vec<(i64, i64)> = match rollup {
         Some((table, g, lo, hi)) if lo < hi => {
+            if g == MINUTE_US {
+                packed = sqlx::query(
+                    "SELECT tag_id, hour, minutes FROM samples_1m_packed \
+                     WHERE tenant_id = $1 AND tag_id = ANY($2) AND hour >= $3 AND hour < $4",
+                )
+                .bind(tenant.0)
+                .bind(&tag_ids)
+                .bind(bucket_of(lo, HOUR_US))
+                .bind(hi)
+                .fetch_all(&mut *tx)
+                .await?;
+            }
             let sql = if g == width {
                 // One rollup row a bucket (`$5`, the width, is bound but not needed).
                 format!(
@@ -182,7 +201,7 @@ pub(super) async fn buckets(
                 .bind(lo)
                 .bind(hi)
                 .bind(width)
-                .fetch_all(pool)
+                .fetch_all(&mut *tx)
                 .await?;
             rolled.reserve(rows.len());
             for row in &rows {
@@ -193,30 +212,96 @@ pub(super) async fn buckets(
         _ => vec![(from.0, to.0)],
     };
     for (a, b) in raw.into_iter().filter(|(a, b)| a < b) {
-        for (tag, start, p) in from_samples(pool, tenant, &tag_ids, a, b, width).await? {
+        for (tag, start, p) in from_samples(&mut tx, tenant, &tag_ids, a, b, width).await? {
             ends.entry((tag, start)).or_default().merge(&p);
         }
     }
-    if !ends.is_empty() {
-        // An end bucket may also hold whole periods: merge it into theirs.
-        for (key, p) in rolled.iter_mut() {
-            if let Some(end) = ends.remove(key) {
-                p.merge(&end);
+    tx.commit().await?;
+    let (lo, hi) = rollup.map_or((0, 0), |(_, _, lo, hi)| (lo, hi));
+    // Sorted here: PostgreSQL would sort the wide rows, on disk past `work_mem`.
+    let mut hours: Vec<(i64, i64, &[u8])> = Vec::with_capacity(packed.len());
+    for row in &packed {
+        hours.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
+    }
+    hours.sort_unstable_by_key(|(tag, hour, _)| (*tag, *hour));
+    let per_hour = (HOUR_US / width.min(HOUR_US)) as usize;
+    let mut out = Buckets::with_capacity(hours.len() * per_hour + rolled.len() + ends.len());
+    // Packed minutes are the oldest writes, then samples_1m, then the raw ends.
+    let mut later = merge_sorted(rolled, ends).into_iter().peekable();
+    for (tag, hour, bytes) in hours {
+        for minute in Minutes::new(hour, bytes) {
+            let (start, p) = minute?;
+            if start < lo || start >= hi {
+                continue;
+            }
+            let key = (tag, bucket_of(start, width));
+            while let Some((k, p)) = later.next_if(|(k, _)| *k < key) {
+                out.add(k, p);
+            }
+            out.add(key, p);
+        }
+    }
+    for (k, p) in later {
+        out.add(k, p);
+    }
+    Ok(out.finish())
+}
+
+/// Aggregates by (tag, bucket start).
+type Keyed = ((i64, i64), Partial);
+
+/// Two runs sorted by key as one; on equal keys `a`'s part comes first.
+fn merge_sorted(a: Vec<Keyed>, b: BTreeMap<(i64, i64), Partial>) -> Vec<Keyed> {
+    if b.is_empty() {
+        return a;
+    }
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let mut b = b.into_iter().peekable();
+    for (k, p) in a {
+        out.extend(std::iter::from_fn(|| b.next_if(|(bk, _)| *bk < k)));
+        out.push((k, p));
+    }
+    out.extend(b);
+    out
+}
+
+/// Buckets built from parts that come in key order: parts of one key merge, in the
+/// order they come.
+struct Buckets {
+    out: Vec<Bucket>,
+    current: Option<Keyed>,
+}
+
+impl Buckets {
+    fn with_capacity(n: usize) -> Self {
+        Buckets {
+            out: Vec::with_capacity(n),
+            current: None,
+        }
+    }
+
+    fn add(&mut self, key: (i64, i64), p: Partial) {
+        match &mut self.current {
+            Some((k, acc)) if *k == key => acc.merge(&p),
+            _ => {
+                if let Some(((tag, start), acc)) = self.current.replace((key, p)) {
+                    self.out.push(acc.into_bucket(TagId(tag), Timestamp(start)));
+                }
             }
         }
-        rolled.extend(ends);
-        // Sorted runs: the stable sort merges them in linear time.
-        rolled.sort_by_key(|(key, _)| *key);
     }
-    Ok(rolled
-        .into_iter()
-        .map(|((tag, start), p)| p.into_bucket(TagId(tag), Timestamp(start)))
-        .collect())
+
+    fn finish(mut self) -> Vec<Bucket> {
+        if let Some(((tag, start), acc)) = self.current.take() {
+            self.out.push(acc.into_bucket(TagId(tag), Timestamp(start)));
+        }
+        self.out
+    }
 }
 
 /// The aggregates of the samples in `[from, to)` per bucket of `width` µs.
 async fn from_samples(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     tenant: TenantId,
     tag_ids: &[i64],
     from: i64,
@@ -248,14 +333,15 @@ async fn from_samples(
     .bind(Timestamp(from).to_datetime())
     .bind(Timestamp(to).to_datetime())
     .bind(width)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
     rows.iter()
         .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, partial_of(row, 2)?)))
         .collect()
 }
 
-/// Retention: the rollup periods that end at or before `before`.
+/// Retention: the rollup periods that end at or before `before` (packed minutes go by
+/// the hour: an hour `before` cuts through keeps all its minutes).
 pub(super) async fn delete_before(
     pool: &PgPool,
     tenant: TenantId,
@@ -271,5 +357,18 @@ pub(super) async fn delete_before(
         .execute(pool)
         .await?;
     }
+    sqlx::query("DELETE FROM samples_1m_packed WHERE tenant_id = $1 AND hour + $2 <= $3")
+        .bind(tenant.0)
+        .bind(HOUR_US)
+        .bind(before.0)
+        .execute(pool)
+        .await?;
+    // A packed copy of samples must not outlive any of them: the hour `before` cuts
+    // through goes too (it is read from what is left in `samples`).
+    sqlx::query("DELETE FROM samples_packed WHERE tenant_id = $1 AND hour < $2")
+        .bind(tenant.0)
+        .bind(before.0)
+        .execute(pool)
+        .await?;
     Ok(())
 }
