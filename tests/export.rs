@@ -162,6 +162,7 @@ async fn exports_stream_a_million_rows_in_bounded_memory_and_refuse_bad_requests
     config.storage.sqlite_cache_mib = 2;
     let users = [
         ("acme", "viewer", Role::Viewer),
+        ("acme", "admin", Role::Admin),
         ("globex", "admin", Role::Admin),
     ];
     let s = server::start(config.clone(), &users).await;
@@ -393,6 +394,7 @@ async fn exports_stream_a_million_rows_in_bounded_memory_and_refuse_bad_requests
     let ten_years = format!("?tagIds={flow}&from=2016-01-01T00:00:00Z&to=2026-01-01T00:00:00Z");
     let many: Vec<String> = (1..=10_000).map(|i| i.to_string()).collect();
     let many = format!("?tagIds={}&from={from}&to={to}", many.join(","));
+    let mut failed = 0;
     for (query, status, code) in [
         (ten_years.as_str(), 400, "BAD_USER_INPUT"),
         (many.as_str(), 400, "BAD_USER_INPUT"),
@@ -422,6 +424,7 @@ async fn exports_stream_a_million_rows_in_bounded_memory_and_refuse_bad_requests
         ),
     ] {
         refused(&s, Some(&token), query, status, code).await;
+        failed += 1;
     }
     refused(&s, None, &all, 401, "UNAUTHENTICATED").await;
     refused(&s, Some("not-a-token"), &all, 401, "UNAUTHENTICATED").await;
@@ -443,5 +446,54 @@ async fn exports_stream_a_million_rows_in_bounded_memory_and_refuse_bad_requests
         s.metric_sum("thermacore_exported_rows_total", "kind=\"history\"")
             .await
             >= ROWS as f64
+    );
+
+    // Every export a signed-in caller asked for is in the audit log with what was asked
+    // and how it went; the refusals with their codes, globex's in its own tenant.
+    let audit = |token: String, action: &'static str| {
+        let s = &s;
+        async move {
+            let d = s
+                .data(
+                    &token,
+                    "query($a:String){auditLog(first: 500, filter: {action: $a}){records{outcome reason resourceType username summary}}}",
+                    serde_json::json!({"a": action}),
+                )
+                .await;
+            d["auditLog"]["records"]
+                .as_array()
+                .expect("records")
+                .clone()
+        }
+    };
+    let admin = s.login("acme", "admin").await;
+    let acme = audit(admin.clone(), "GET /api/export").await;
+    let with = |outcome: &str| acme.iter().filter(|r| r["outcome"] == outcome).count();
+    assert_eq!(with("FAILED"), failed, "{acme:?}");
+    assert!(with("SUCCESS") >= 3, "{acme:?}");
+    assert!(
+        acme.iter()
+            .all(|r| r["resourceType"] == "history" && r["username"] == "viewer")
+    );
+    assert!(
+        acme.iter().any(|r| r["outcome"] == "SUCCESS"
+            && r["summary"]
+                .as_str()
+                .is_some_and(|m| m.contains(&flow.0.to_string()))),
+        "the parameters are recorded: {acme:?}"
+    );
+    let alarms = audit(admin, "GET /api/export/alarms").await;
+    assert!(
+        !alarms.is_empty()
+            && alarms
+                .iter()
+                .all(|r| r["outcome"] == "SUCCESS" && r["resourceType"] == "alarm_history"),
+        "{alarms:?}"
+    );
+    let globex = audit(other.clone(), "GET /api/export").await;
+    assert_eq!(globex.len(), 1, "{globex:?}");
+    assert_eq!(
+        (&globex[0]["outcome"], &globex[0]["reason"]),
+        (&"FAILED".into(), &"NOT_FOUND".into())
     );
 }

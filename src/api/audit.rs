@@ -87,6 +87,33 @@ fn base(r: Option<&RequestCtx>, session: Option<&Session>, action: &str) -> Audi
     }
 }
 
+/// The record of an HTTP request outside GraphQL (`GET /api/export…`) by `session`:
+/// outcome Success until the caller says otherwise.
+pub fn http(
+    session: &Session,
+    action: &str,
+    resource: &str,
+    request_id: &str,
+    client_addr: Option<&str>,
+) -> AuditRecord {
+    AuditRecord {
+        id: 0,
+        at: Timestamp::now(),
+        tenant: Some(session.tenant),
+        tenant_name: Some(session.tenant_name.clone()),
+        user: Some(session.user),
+        username: Some(session.username.clone()),
+        action: action.to_string(),
+        resource_type: resource.to_string(),
+        resource_id: None,
+        outcome: AuditOutcome::Success,
+        reason: None,
+        request_id: Some(request_id.to_string()),
+        client_addr: client_addr.map(str::to_string),
+        summary: "{}".into(),
+    }
+}
+
 /// Records a denied query or subscription field.
 pub async fn denied(ctx: &Context<'_>, session: Option<&Session>, action: &str, reason: &str) {
     let r = ctx.data_opt::<RequestCtx>();

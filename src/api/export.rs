@@ -28,7 +28,7 @@ use super::permissions::Permission;
 use super::{
     ApiError, AppState, ClientAddr, Core, RequestId, checked_session, rate_limit, rate_limited,
 };
-use crate::domain::{Sample, TagId, Timestamp};
+use crate::domain::{AuditOutcome, Sample, TagId, Timestamp};
 use crate::storage::export::Chunks;
 use crate::storage::{AlarmEventRecord, AlarmHistoryFilter};
 use crate::telemetry::names;
@@ -49,7 +49,9 @@ async fn admit(
     rid: &str,
     client: Option<ClientAddr>,
     headers: &HeaderMap,
-) -> Result<(Arc<Core>, Session, OwnedSemaphorePermit), Response> {
+    params: &Params,
+    what: What,
+) -> Result<Admitted, Response> {
     let Some(core) = state.core.load_full() else {
         return Err(super::unavailable());
     };
@@ -65,7 +67,19 @@ async fn admit(
         return Err(refuse(ApiError::Unauthenticated, rid));
     };
     if !session.permits(Permission::Read) {
-        return Err(refuse(ApiError::Forbidden, rid));
+        let e = ApiError::Forbidden;
+        let summary = params_summary(params);
+        audit(
+            &core,
+            &session,
+            what,
+            rid,
+            client.as_deref(),
+            &summary,
+            Err(&e),
+        )
+        .await;
+        return Err(refuse(e, rid));
     }
     let Ok(permit) = core.api.limits.exports.clone().try_acquire_owned() else {
         tracing::debug!(
@@ -79,7 +93,60 @@ async fn admit(
             rid,
         ));
     };
-    Ok((core, session, permit))
+    Ok(Admitted {
+        core,
+        session,
+        permit,
+        client,
+    })
+}
+
+/// What an export is, for its audit record: action and resource type.
+type What = (&'static str, &'static str);
+const HISTORY: What = ("GET /api/export", "history");
+const ALARMS: What = ("GET /api/export/alarms", "alarm_history");
+
+/// An export that may start: its caller, a slot, and where it came from.
+struct Admitted {
+    core: Arc<Core>,
+    session: Session,
+    permit: OwnedSemaphorePermit,
+    client: Option<String>,
+}
+
+/// The parameters as asked, for the audit record (they hold no secrets).
+fn params_summary(params: &Params) -> String {
+    match params {
+        Ok(Query(p)) => {
+            let sorted: std::collections::BTreeMap<_, _> = p.iter().collect();
+            serde_json::to_string(&sorted).unwrap_or_else(|_| "{}".into())
+        }
+        Err(_) => "{}".into(),
+    }
+}
+
+/// One audit record per export asked by a signed-in caller: started (Success), denied
+/// or refused (Failed, with the error code). The rows an export then streams are in
+/// `thermacore_exported_rows_total`.
+async fn audit(
+    core: &Core,
+    session: &Session,
+    (action, resource): What,
+    rid: &str,
+    client: Option<&str>,
+    summary: &str,
+    outcome: Result<(), &ApiError>,
+) {
+    let mut record = super::audit::http(session, action, resource, rid, client);
+    record.summary = summary.to_string();
+    if let Err(e) = outcome {
+        record.outcome = match e {
+            ApiError::Forbidden => AuditOutcome::Denied,
+            _ => AuditOutcome::Failed,
+        };
+        record.reason = Some(e.code().to_string());
+    }
+    super::audit::write(core.api.store.as_ref(), record).await;
 }
 
 /// The parameters both exports take: only `known` ones, a `format`, and `from` /
@@ -132,17 +199,45 @@ pub async fn export_history(
     headers: HeaderMap,
     params: Params,
 ) -> Response {
-    let (core, session, permit) = match admit(&state, &rid, client.map(|c| c.0), &headers).await {
+    let admitted = match admit(
+        &state,
+        &rid,
+        client.map(|c| c.0),
+        &headers,
+        &params,
+        HISTORY,
+    )
+    .await
+    {
         Ok(admitted) => admitted,
         Err(resp) => return resp,
     };
+    let Admitted {
+        core,
+        session,
+        permit,
+        client,
+    } = admitted;
+    let summary = params_summary(&params);
     let checked = async {
         let asked = Asked::parse(params, &["tagIds", "from", "to", "format"], &core)?;
         let tags = tag_ids(&asked.params, &core, &session)?;
         let names = tag_names(&core, &session, &tags).await?;
         Ok::<_, ApiError>((asked, tags, names))
     };
-    let (asked, tags, names) = match checked.await {
+    let checked = checked.await;
+    let outcome = checked.as_ref().map(|_| ());
+    audit(
+        &core,
+        &session,
+        HISTORY,
+        &rid,
+        client.as_deref(),
+        &summary,
+        outcome,
+    )
+    .await;
+    let (asked, tags, names) = match checked {
         Ok(c) => c,
         Err(e) => return refuse(e, &rid),
     };
@@ -167,10 +262,17 @@ pub async fn export_alarms(
     headers: HeaderMap,
     params: Params,
 ) -> Response {
-    let (core, session, permit) = match admit(&state, &rid, client.map(|c| c.0), &headers).await {
+    let admitted = match admit(&state, &rid, client.map(|c| c.0), &headers, &params, ALARMS).await {
         Ok(admitted) => admitted,
         Err(resp) => return resp,
     };
+    let Admitted {
+        core,
+        session,
+        permit,
+        client,
+    } = admitted;
+    let summary = params_summary(&params);
     let checked = async {
         let asked = Asked::parse(params, &["ruleId", "from", "to", "format"], &core)?;
         let rule = match asked.params.get("ruleId") {
@@ -180,7 +282,19 @@ pub async fn export_alarms(
         let names = tag_names(&core, &session, &[]).await?;
         Ok::<_, ApiError>((asked, rule, names))
     };
-    let (asked, rule, names) = match checked.await {
+    let checked = checked.await;
+    let outcome = checked.as_ref().map(|_| ());
+    audit(
+        &core,
+        &session,
+        ALARMS,
+        &rid,
+        client.as_deref(),
+        &summary,
+        outcome,
+    )
+    .await;
+    let (asked, rule, names) = match checked {
         Ok(c) => c,
         Err(e) => return refuse(e, &rid),
     };

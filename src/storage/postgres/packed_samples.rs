@@ -271,17 +271,7 @@ async fn read(
     }
     if current.is_empty() {
         // Nothing packed to use: one query for all, as `samples` has them.
-        let mut rows = sqlx::query(SELECT_RANGE)
-            .bind(tenant.0)
-            .bind(tag_ids)
-            .bind(Timestamp(from).to_datetime())
-            .bind(Timestamp(to).to_datetime())
-            .fetch(&mut *tx);
-        while let Some(row) = rows.try_next().await? {
-            if !out.push(sample_from_row(&row)?).await {
-                return Ok(());
-            }
-        }
+        raw(&mut tx, tenant, tag_ids, from, to, out).await?;
         return Ok(());
     }
     // Each tag's range as raw stretches around its current packed hours.
@@ -305,17 +295,8 @@ async fn read(
     while i < pieces.len() {
         match pieces[i] {
             Piece::Raw(tag, a, b) => {
-                let one = [tag];
-                let mut rows = sqlx::query(SELECT_RANGE)
-                    .bind(tenant.0)
-                    .bind(one.as_slice())
-                    .bind(Timestamp(a).to_datetime())
-                    .bind(Timestamp(b).to_datetime())
-                    .fetch(&mut *tx);
-                while let Some(row) = rows.try_next().await? {
-                    if !out.push(sample_from_row(&row)?).await {
-                        return Ok(());
-                    }
+                if !raw(&mut tx, tenant, &[tag], a, b, out).await? {
+                    return Ok(());
                 }
                 i += 1;
             }
@@ -360,6 +341,30 @@ async fn read(
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// The samples of `tag_ids` in `[from, to)` from `samples`, into `out`; `false` once
+/// the consumer has gone.
+async fn raw(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    tag_ids: &[i64],
+    from: i64,
+    to: i64,
+    out: &mut ChunkWriter<Sample>,
+) -> Result<bool> {
+    let mut rows = sqlx::query(SELECT_RANGE)
+        .bind(tenant.0)
+        .bind(tag_ids)
+        .bind(Timestamp(from).to_datetime())
+        .bind(Timestamp(to).to_datetime())
+        .fetch(conn);
+    while let Some(row) = rows.try_next().await? {
+        if !out.push(sample_from_row(&row)?).await {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
