@@ -490,8 +490,9 @@ async fn postgres_compaction_racing_writers_loses_and_doubles_nothing() {
     db.drop_database().await;
 }
 
-/// PostgreSQL cut off in the middle of an export (packed hours and raw samples both):
-/// the rows stop with an error, never with a quiet end that would look complete.
+/// An export of packed hours and many raw ones, whole; then PostgreSQL cut off in the
+/// middle of it: the rows stop with an error, never with a quiet end that would look
+/// complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cut_mid_export_ends_in_an_error() {
     use futures::StreamExt;
@@ -503,8 +504,8 @@ async fn postgres_cut_mid_export_ends_in_an_error() {
     let direct = migrated(&url).await;
     let tenant = direct.upsert_tenant("cut").await.expect("tenant").id;
     let tags: Vec<TagId> = (1..=20).map(TagId).collect();
-    // Six hours of 20 tags at 1 s; the first five packed.
-    let samples: Vec<StoredSample> = (0..6 * 3_600i64)
+    // Seven hours of 20 tags at 1 s; the first five packed.
+    let samples: Vec<StoredSample> = (0..7 * 3_600i64)
         .flat_map(|i| {
             tags.iter().map(move |&tag| StoredSample {
                 tenant,
@@ -528,12 +529,27 @@ async fn postgres_cut_mid_export_ends_in_an_error() {
             .expect("compact")
             > 0
     );
+    // Whole first: the two unpacked hours of all tags are too many rows to read
+    // ahead in one query, so they are read in smaller groups.
+    let (from, to) = (Timestamp(start + 1_500_000), Timestamp(start + 7 * HOUR));
+    let mut want: Vec<&Sample> = samples
+        .iter()
+        .map(|s| &s.sample)
+        .filter(|s| s.source_time >= from)
+        .collect();
+    want.sort_by_key(|s| (s.tag, s.source_time));
+    let whole = collect(direct.export_history(tenant, &tags, from, to)).await;
+    assert!(
+        whole.len() == want.len() && whole.iter().zip(&want).all(|(a, b)| a == *b),
+        "the export holds {} samples of {}",
+        whole.len(),
+        want.len()
+    );
     let proxy = TcpProxy::start(pg::server_addr(&url).await).await;
     let store = PostgresStore::connect(&pg::with_host_port(&url, proxy.addr()), 2)
         .await
         .expect("connect through proxy");
-    let mut chunks =
-        store.export_history(tenant, &tags, Timestamp(start), Timestamp(start + 6 * HOUR));
+    let mut chunks = store.export_history(tenant, &tags, from, to);
     let first = chunks.next().await.expect("a first chunk").expect("rows");
     proxy.cut().await;
     let mut rows = first.len();

@@ -16,9 +16,12 @@
 //! zigzag varints, then the value by the code's kind: `f64` little-endian, booleans and
 //! integers as zigzag varints, text as its length and UTF-8 bytes.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+
+use chrono::{DateTime, Utc};
 
 use futures::TryStreamExt;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
 use super::history::{SELECT_RANGE, sample_from_columns, sample_from_row};
@@ -32,6 +35,12 @@ use crate::storage::{Error, Result};
 const VERSION: u8 = 1;
 /// Packed hours fetched per query by readers: bounds the memory they hold.
 const HOURS_PER_FETCH: usize = 64;
+/// Raw stretches up to this long (the partial hours at a range's ends, the hours not
+/// packed yet) are fetched for many tags in one query, at most this many at a time
+/// and only when their rows are at most [`RAW_ROWS_AHEAD`]; others one by one.
+const SHORT_US: i64 = 2 * HOUR_US;
+const RAW_PIECES_PER_FETCH: usize = 64;
+const RAW_ROWS_AHEAD: i64 = 100_000;
 
 /// Packs the samples of one tag-hour starting at `hour`, in time order.
 pub(super) fn encode(hour: i64, samples: &[Sample]) -> Vec<u8> {
@@ -292,10 +301,43 @@ async fn read(
         }
     }
     let mut i = 0;
+    // Short raw stretches of the next pieces, fetched together: (piece index, row).
+    let mut ahead: VecDeque<(i64, PgRow)> = VecDeque::new();
+    let mut ahead_until = 0;
+    let mut batch = RAW_PIECES_PER_FETCH;
     while i < pieces.len() {
         match pieces[i] {
             Piece::Raw(tag, a, b) => {
-                if !raw(&mut tx, tenant, &[tag], a, b, out).await? {
+                let short = b - a <= SHORT_US;
+                if short && i >= ahead_until && batch > 1 {
+                    // The next short raw pieces (up to `batch`), if their rows are few.
+                    let wanted: Vec<usize> = (i..pieces.len())
+                        .filter(|&j| matches!(pieces[j], Piece::Raw(_, a, b) if b - a <= SHORT_US))
+                        .take(batch)
+                        .collect();
+                    match raw_ahead(&mut tx, tenant, &pieces, &wanted).await? {
+                        Some(rows) => {
+                            ahead = rows.into();
+                            ahead_until = wanted.last().map_or(i, |j| j + 1);
+                        }
+                        None => {
+                            batch /= 4;
+                            continue;
+                        }
+                    }
+                }
+                // Read ahead: the short pieces before `ahead_until` (since the
+                // last read-ahead all of them).
+                if short && i < ahead_until {
+                    while ahead.front().is_some_and(|(j, _)| *j == i as i64) {
+                        let Some((_, row)) = ahead.pop_front() else {
+                            break;
+                        };
+                        if !out.push(sample_from_columns(&row, 1)?).await {
+                            return Ok(());
+                        }
+                    }
+                } else if !raw(&mut tx, tenant, &[tag], a, b, out).await? {
                     return Ok(());
                 }
                 i += 1;
@@ -341,6 +383,49 @@ async fn read(
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// The rows of the raw pieces `wanted` (indices into `pieces`, all `Raw`), by piece
+/// then time, each with its piece's index; `None` when they are more than
+/// [`RAW_ROWS_AHEAD`] (the caller asks for fewer pieces).
+async fn raw_ahead(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    pieces: &[Piece],
+    wanted: &[usize],
+) -> Result<Option<Vec<(i64, PgRow)>>> {
+    let (mut idx, mut tags) = (Vec::new(), Vec::new());
+    let (mut froms, mut tos): (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = Default::default();
+    for &j in wanted {
+        if let Piece::Raw(tag, a, b) = pieces[j] {
+            idx.push(j as i64);
+            tags.push(tag);
+            froms.push(Timestamp(a).to_datetime());
+            tos.push(Timestamp(b).to_datetime());
+        }
+    }
+    let rows = sqlx::query(
+        "SELECT g.piece, s.tag_id, s.ts, s.server_ts, s.code, s.value_num, s.value_int, \
+         s.value_text FROM UNNEST($2::int8[], $3::int8[], $4::timestamptz[], \
+         $5::timestamptz[]) AS g(piece, tag, a, b) CROSS JOIN LATERAL \
+         (SELECT * FROM samples WHERE tenant_id = $1 AND tag_id = g.tag AND ts >= g.a \
+          AND ts < g.b) s ORDER BY g.piece, s.ts LIMIT $6",
+    )
+    .bind(tenant.0)
+    .bind(&idx)
+    .bind(&tags)
+    .bind(&froms)
+    .bind(&tos)
+    .bind(RAW_ROWS_AHEAD + 1)
+    .fetch_all(conn)
+    .await?;
+    if rows.len() as i64 > RAW_ROWS_AHEAD {
+        return Ok(None);
+    }
+    rows.into_iter()
+        .map(|row| Ok((row.try_get(0)?, row)))
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
 }
 
 /// The samples of `tag_ids` in `[from, to)` from `samples`, into `out`; `false` once
