@@ -98,6 +98,8 @@ async fn admit(
         session,
         permit,
         client,
+        what,
+        summary: params_summary(params),
     })
 }
 
@@ -106,12 +108,34 @@ type What = (&'static str, &'static str);
 const HISTORY: What = ("GET /api/export", "history");
 const ALARMS: What = ("GET /api/export/alarms", "alarm_history");
 
-/// An export that may start: its caller, a slot, and where it came from.
+/// An export that may start: its caller, a slot, where it came from, what it asked.
 struct Admitted {
     core: Arc<Core>,
     session: Session,
     permit: OwnedSemaphorePermit,
     client: Option<String>,
+    what: What,
+    summary: String,
+}
+
+impl Admitted {
+    /// Audits the checked request; a refusal becomes its response.
+    async fn audited<T>(&self, checked: Result<T, ApiError>, rid: &str) -> Result<T, Response> {
+        let (core, session) = (&self.core, &self.session);
+        let outcome = checked.as_ref().map(|_| ());
+        let client = self.client.as_deref();
+        audit(
+            core,
+            session,
+            self.what,
+            rid,
+            client,
+            &self.summary,
+            outcome,
+        )
+        .await;
+        checked.map_err(|e| refuse(e, rid))
+    }
 }
 
 /// The parameters as asked, for the audit record (they hold no secrets).
@@ -212,35 +236,23 @@ pub async fn export_history(
         Ok(admitted) => admitted,
         Err(resp) => return resp,
     };
+    let (core, session) = (&admitted.core, &admitted.session);
+    let checked = async {
+        let asked = Asked::parse(params, &["tagIds", "from", "to", "format"], core)?;
+        let tags = tag_ids(&asked.params, core, session)?;
+        let names = tag_names(core, session, &tags).await?;
+        Ok::<_, ApiError>((asked, tags, names))
+    };
+    let (asked, tags, names) = match admitted.audited(checked.await, &rid).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
     let Admitted {
         core,
         session,
         permit,
-        client,
+        ..
     } = admitted;
-    let summary = params_summary(&params);
-    let checked = async {
-        let asked = Asked::parse(params, &["tagIds", "from", "to", "format"], &core)?;
-        let tags = tag_ids(&asked.params, &core, &session)?;
-        let names = tag_names(&core, &session, &tags).await?;
-        Ok::<_, ApiError>((asked, tags, names))
-    };
-    let checked = checked.await;
-    let outcome = checked.as_ref().map(|_| ());
-    audit(
-        &core,
-        &session,
-        HISTORY,
-        &rid,
-        client.as_deref(),
-        &summary,
-        outcome,
-    )
-    .await;
-    let (asked, tags, names) = match checked {
-        Ok(c) => c,
-        Err(e) => return refuse(e, &rid),
-    };
     let chunks = core
         .api
         .store
@@ -266,38 +278,26 @@ pub async fn export_alarms(
         Ok(admitted) => admitted,
         Err(resp) => return resp,
     };
-    let Admitted {
-        core,
-        session,
-        permit,
-        client,
-    } = admitted;
-    let summary = params_summary(&params);
+    let (core, session) = (&admitted.core, &admitted.session);
     let checked = async {
-        let asked = Asked::parse(params, &["ruleId", "from", "to", "format"], &core)?;
+        let asked = Asked::parse(params, &["ruleId", "from", "to", "format"], core)?;
         let rule = match asked.params.get("ruleId") {
             None => None,
             Some(r) => Some(r.parse().map_err(|_| ApiError::NotFound("alarm rule"))?),
         };
-        let names = tag_names(&core, &session, &[]).await?;
+        let names = tag_names(core, session, &[]).await?;
         Ok::<_, ApiError>((asked, rule, names))
     };
-    let checked = checked.await;
-    let outcome = checked.as_ref().map(|_| ());
-    audit(
-        &core,
-        &session,
-        ALARMS,
-        &rid,
-        client.as_deref(),
-        &summary,
-        outcome,
-    )
-    .await;
-    let (asked, rule, names) = match checked {
+    let (asked, rule, names) = match admitted.audited(checked.await, &rid).await {
         Ok(c) => c,
-        Err(e) => return refuse(e, &rid),
+        Err(resp) => return resp,
     };
+    let Admitted {
+        core,
+        session,
+        permit,
+        ..
+    } = admitted;
     let filter = AlarmHistoryFilter {
         rule,
         from: Some(asked.from),
