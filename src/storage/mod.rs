@@ -389,7 +389,8 @@ pub trait Store: SecurityStore + AlarmStore {
     ) -> Result<Vec<Bucket>>;
 
     /// Every raw sample of the tags in `[from, to)`, ordered by tag then time, read
-    /// from the database's cursor as the consumer takes the chunks (the export).
+    /// from the database as the consumer takes the chunks (the export; PostgreSQL
+    /// reads whole packed hours from their packed copies).
     fn export_history(
         &self,
         tenant: TenantId,
