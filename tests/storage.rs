@@ -5,6 +5,10 @@
 #[path = "storage/alarms.rs"]
 mod alarms;
 mod common;
+#[path = "storage/packing.rs"]
+mod packing;
+#[path = "storage/rollups.rs"]
+mod rollups;
 #[path = "storage/samples.rs"]
 mod samples;
 #[path = "storage/security.rs"]
@@ -34,7 +38,7 @@ async fn conformance(store: Arc<dyn Store>) {
     samples::history(&*store, &world).await;
     samples::buckets(&*store, &world).await;
     samples::bulk(&*store).await;
-    samples::rollups(&*store, &world).await;
+    rollups::rollups(&*store, &world).await;
     security::security(&*store, &world).await;
     alarms::alarms(&*store, &world).await;
     alarms::anomalies(&*store, &world).await;
@@ -49,6 +53,27 @@ pub async fn collect<T>(chunks: thermacore::storage::export::Chunks<T>) -> Vec<T
         rows.extend(chunk.expect("export chunk"));
     }
     rows
+}
+
+/// `exported` is exactly the samples of `all` in `[from, to)`, by tag then time.
+pub fn assert_export(
+    exported: &[Sample],
+    all: &[Sample],
+    from: Timestamp,
+    to: Timestamp,
+    what: &str,
+) {
+    let mut want: Vec<&Sample> = all
+        .iter()
+        .filter(|s| (from..to).contains(&s.source_time))
+        .collect();
+    want.sort_by_key(|s| (s.tag, s.source_time));
+    assert!(
+        exported.len() == want.len() && exported.iter().zip(&want).all(|(e, w)| e == *w),
+        "{what}: the export holds {} samples, the range {}",
+        exported.len(),
+        want.len()
+    );
 }
 
 /// A connection failure must be reported within this long, not hang.
@@ -395,181 +420,5 @@ async fn postgres_through_a_cut_proxy_is_unavailable_then_recovers() {
             .expect("count after restore"),
         2
     );
-    db.drop_database().await;
-}
-
-/// Compaction racing writers: while several writers keep adding samples to hours that
-/// are being packed (late ones among them), nothing is lost or counted twice: the
-/// export and the minute buckets afterwards hold exactly what was written, and again
-/// once everything is packed. (Locking rows in another order than the writers did
-/// deadlocked here.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_compaction_racing_writers_loses_and_doubles_nothing() {
-    let Some((url, db)) = pg::fresh_database().await else {
-        return;
-    };
-    const HOUR: i64 = 3_600_000_000;
-    let start = 1_700_000_000_000_000 / HOUR * HOUR;
-    let store = migrated(&url).await;
-    let tenant = store.upsert_tenant("race").await.expect("tenant").id;
-    let tags: Vec<TagId> = (1..=3).map(TagId).collect();
-    // Writer w writes sample i of every tag at a time unique to (w, i), spread over
-    // three hours in an order that keeps returning to earlier hours.
-    let writer = |w: i64| {
-        let store = store.clone();
-        let tags = tags.clone();
-        tokio::spawn(async move {
-            let mut all = Vec::new();
-            for round in 0..40i64 {
-                let batch: Vec<StoredSample> = (0..25i64)
-                    .flat_map(|i| {
-                        let k = round * 25 + i;
-                        let at = start + (k * 7_919 % 1_000) * 10_800_000 + w * 1_000 + 1;
-                        tags.iter().map(move |&tag| StoredSample {
-                            tenant,
-                            sample: Sample {
-                                tag,
-                                value: Value::F64((k * 31 % 97) as f64 + w as f64 / 10.0),
-                                quality: Quality::Good,
-                                source_time: Timestamp(at),
-                                server_time: Timestamp(at),
-                            },
-                        })
-                    })
-                    .collect();
-                store.insert_samples(&batch).await.expect("insert");
-                all.extend(batch.into_iter().map(|s| s.sample));
-            }
-            all
-        })
-    };
-    let writers: Vec<_> = (0..3).map(writer).collect();
-    let compactor = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let mut moved = 0;
-            for _ in 0..30 {
-                moved += store
-                    .compact_history(Timestamp(start + 4 * HOUR))
-                    .await
-                    .expect("compact");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            moved
-        })
-    };
-    let mut written = Vec::new();
-    for w in writers {
-        written.extend(w.await.expect("writer"));
-    }
-    assert!(
-        compactor.await.expect("compactor") > 0,
-        "nothing was packed"
-    );
-    written.sort_by_key(|s| (s.tag, s.source_time));
-    let (from, to) = (Timestamp(start), Timestamp(start + 3 * HOUR));
-    for pass in ["after the race", "all packed"] {
-        let exported = collect(store.export_history(tenant, &tags, from, to)).await;
-        assert!(
-            exported == written,
-            "{pass}: the export holds {} samples of {}",
-            exported.len(),
-            written.len()
-        );
-        let buckets = store
-            .history_buckets(tenant, &tags, from, to, 60)
-            .await
-            .expect("buckets");
-        let counted: i64 = buckets.iter().map(|b| b.count).sum();
-        assert_eq!(counted, written.len() as i64, "{pass}: minute buckets");
-        store
-            .compact_history(Timestamp(start + 4 * HOUR))
-            .await
-            .expect("compact");
-    }
-    db.drop_database().await;
-}
-
-/// An export of packed hours and many raw ones, whole; then PostgreSQL cut off in the
-/// middle of it: the rows stop with an error, never with a quiet end that would look
-/// complete.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_cut_mid_export_ends_in_an_error() {
-    use futures::StreamExt;
-    let Some((url, db)) = pg::fresh_database().await else {
-        return;
-    };
-    const HOUR: i64 = 3_600_000_000;
-    let start = 1_700_000_000_000_000 / HOUR * HOUR;
-    let direct = migrated(&url).await;
-    let tenant = direct.upsert_tenant("cut").await.expect("tenant").id;
-    let tags: Vec<TagId> = (1..=20).map(TagId).collect();
-    // Seven hours of 20 tags at 1 s; the first five packed.
-    let samples: Vec<StoredSample> = (0..7 * 3_600i64)
-        .flat_map(|i| {
-            tags.iter().map(move |&tag| StoredSample {
-                tenant,
-                sample: Sample {
-                    tag,
-                    value: Value::F64(i as f64),
-                    quality: Quality::Good,
-                    source_time: Timestamp(start + i * 1_000_000),
-                    server_time: Timestamp(start + i * 1_000_000),
-                },
-            })
-        })
-        .collect();
-    for batch in samples.chunks(50_000) {
-        direct.insert_samples(batch).await.expect("insert");
-    }
-    assert!(
-        direct
-            .compact_history(Timestamp(start + 5 * HOUR))
-            .await
-            .expect("compact")
-            > 0
-    );
-    // Whole first: the two unpacked hours of all tags are too many rows to read
-    // ahead in one query, so they are read in smaller groups.
-    let (from, to) = (Timestamp(start + 1_500_000), Timestamp(start + 7 * HOUR));
-    let mut want: Vec<&Sample> = samples
-        .iter()
-        .map(|s| &s.sample)
-        .filter(|s| s.source_time >= from)
-        .collect();
-    want.sort_by_key(|s| (s.tag, s.source_time));
-    let whole = collect(direct.export_history(tenant, &tags, from, to)).await;
-    assert!(
-        whole.len() == want.len() && whole.iter().zip(&want).all(|(a, b)| a == *b),
-        "the export holds {} samples of {}",
-        whole.len(),
-        want.len()
-    );
-    let proxy = TcpProxy::start(pg::server_addr(&url).await).await;
-    let store = PostgresStore::connect(&pg::with_host_port(&url, proxy.addr()), 2)
-        .await
-        .expect("connect through proxy");
-    let mut chunks = store.export_history(tenant, &tags, from, to);
-    let first = chunks.next().await.expect("a first chunk").expect("rows");
-    proxy.cut().await;
-    let mut rows = first.len();
-    let ended = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(chunk) = chunks.next().await {
-            match chunk {
-                Ok(c) => rows += c.len(),
-                Err(e) => return Some(e),
-            }
-        }
-        None
-    })
-    .await
-    .expect("the export ends once the database is gone");
-    let e = ended.expect("an error ends the cut export");
-    assert!(
-        matches!(e, Error::Unavailable(_) | Error::Database(_)),
-        "cut export: {e:?}"
-    );
-    assert!(rows < samples.len(), "{rows} of {} rows", samples.len());
-    proxy.restore().await;
     db.drop_database().await;
 }

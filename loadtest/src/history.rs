@@ -87,17 +87,14 @@ pub async fn run(
                 .len();
             times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
-        times.sort_by(f64::total_cmp);
         println!(
-            "history buckets: backend={} tags={tags} range=1d bucket_s={width} buckets={buckets} median_ms={:.1} min_ms={:.1} max_ms={:.1} runs={runs}",
+            "history buckets: backend={} tags={tags} range=1d bucket_s={width} buckets={buckets} {}",
             store.backend(),
-            times[times.len() / 2],
-            times[0],
-            times[times.len() - 1],
+            spread(&mut times),
         );
     }
     // The whole day (whole hours: packed on PostgreSQL), then the day less half an
-    // hour at each end (the partial hours are read from the sample rows, tag by tag).
+    // hour at each end (the partial hours are read from the sample rows).
     const HALF_HOUR_US: i64 = 1_800_000_000;
     let shifted = (
         Timestamp(from.0 + HALF_HOUR_US),
@@ -130,15 +127,30 @@ pub async fn run(
             counted == expected,
             "statistics counted {counted} samples of {expected}"
         );
-        times.sort_by(f64::total_cmp);
+        let median_s = median(&mut times) / 1000.0;
         println!(
-            "statistics: backend={} tags={tags} range={label} samples={counted} median_ms={:.1} min_ms={:.1} max_ms={:.1} samples/s={:.0} runs={runs}",
+            "statistics: backend={} tags={tags} range={label} samples={counted} {} samples/s={:.0}",
             store.backend(),
-            times[times.len() / 2],
-            times[0],
-            times[times.len() - 1],
-            counted as f64 / (times[times.len() / 2] / 1000.0),
+            spread(&mut times),
+            counted as f64 / median_s,
         );
     }
     Ok(())
+}
+
+/// The median of run times (sorts them).
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// `median_ms=… min_ms=… max_ms=… runs=…` of run times in ms (at least one).
+fn spread(times: &mut [f64]) -> String {
+    let m = median(times);
+    format!(
+        "median_ms={m:.1} min_ms={:.1} max_ms={:.1} runs={}",
+        times[0],
+        times[times.len() - 1],
+        times.len()
+    )
 }

@@ -1,8 +1,10 @@
 //! PostgreSQL backend: a lazy pool, binary `COPY` bulk inserts, and samples partitioned by
 //! day, with partitions created ahead of time by [`Store::maintain`].
 
+mod bytes;
 mod history;
 mod packed;
+mod packed_export;
 mod packed_samples;
 mod partitions;
 mod rollups;
@@ -211,7 +213,7 @@ impl Store for PostgresStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Chunks<Sample> {
-        packed_samples::export(&self.pool, tenant, tags, from, to)
+        packed_export::export(&self.pool, tenant, tags, from, to)
     }
 
     async fn count_samples(&self, tenant: TenantId) -> Result<i64> {

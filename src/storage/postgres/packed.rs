@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 
 use sqlx::{PgPool, Row};
 
+use super::bytes::{Reader, columns, put_varint};
 use crate::storage::rollup::{Partial, bucket_of};
 use crate::storage::{Error, Result};
 
@@ -93,7 +94,7 @@ pub(super) struct Minutes<'a> {
 impl<'a> Minutes<'a> {
     /// The packed hour starting at `hour` (µs); a bad header is the first item.
     pub(super) fn new(hour: i64, bytes: &'a [u8]) -> Self {
-        let mut r = Reader { bytes, at: 0 };
+        let mut r = Reader::new(bytes);
         let present = match (r.byte(), r.array()) {
             (Some(VERSION), Some(bits)) => Some(u64::from_le_bytes(bits)),
             _ => None,
@@ -120,8 +121,8 @@ impl<'a> Minutes<'a> {
             ..Partial::default()
         };
         if count > 0 {
-            let first_ts = start + self.r.offset()?;
-            let last_ts = start + self.r.offset()?;
+            let first_ts = start + offset(&mut self.r)?;
+            let last_ts = start + offset(&mut self.r)?;
             let mut v = [0.0; 5];
             for x in &mut v {
                 *x = f64::from_le_bytes(self.r.array()?);
@@ -150,7 +151,7 @@ impl Iterator for Minutes<'_> {
         }
         if self.present == 0 {
             self.done = true;
-            return (self.r.at != self.r.bytes.len()).then(|| Err(corrupt(self.hour)));
+            return (!self.r.done()).then(|| Err(corrupt(self.hour)));
         }
         let m = self.minute();
         self.done = m.is_none();
@@ -162,74 +163,9 @@ fn corrupt(hour: i64) -> Error {
     Error::Corrupt(format!("packed minutes of the hour at {hour} µs"))
 }
 
-/// LEB128: seven bits a byte, low first.
-pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// A signed number as a varint, small magnitudes short (zigzag).
-pub(super) fn put_signed(out: &mut Vec<u8>, v: i64) {
-    put_varint(out, ((v << 1) ^ (v >> 63)) as u64);
-}
-
-/// Reads what [`put_varint`] and [`put_signed`] wrote; `None` past the end.
-pub(super) struct Reader<'a> {
-    pub(super) bytes: &'a [u8],
-    pub(super) at: usize,
-}
-
-impl Reader<'_> {
-    pub(super) fn done(&self) -> bool {
-        self.at == self.bytes.len()
-    }
-
-    pub(super) fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let b = self.bytes.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        Some(b)
-    }
-
-    pub(super) fn signed(&mut self) -> Option<i64> {
-        let v = self.varint()?;
-        Some(((v >> 1) as i64) ^ -((v & 1) as i64))
-    }
-
-    pub(super) fn byte(&mut self) -> Option<u8> {
-        let b = *self.bytes.get(self.at)?;
-        self.at += 1;
-        Some(b)
-    }
-
-    pub(super) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let a = self.bytes.get(self.at..self.at + N)?.try_into().ok()?;
-        self.at += N;
-        Some(a)
-    }
-
-    pub(super) fn varint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f).checked_shl(shift)?;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
-
-    pub(super) fn count(&mut self) -> Option<i64> {
-        i64::try_from(self.varint()?).ok()
-    }
-
-    /// An offset inside a minute.
-    fn offset(&mut self) -> Option<i64> {
-        self.count().filter(|o| *o < MINUTE_US)
-    }
+/// An offset inside a minute.
+fn offset(r: &mut Reader<'_>) -> Option<i64> {
+    r.count().filter(|o| *o < MINUTE_US)
 }
 
 /// Moves the minutes of hours that end by `before` from `samples_1m` into their packed
@@ -274,7 +210,7 @@ pub(super) async fn compact(pool: &PgPool, before: i64, rounds: usize) -> Result
                 .insert(minute, super::rollups::partial_of(row, 3)?);
         }
         let keys: Vec<(i64, i64, i64)> = hours.keys().copied().collect();
-        let (tenants, tags, starts) = super::packed_samples::columns(&keys);
+        let (tenants, tags, starts) = columns(&keys);
         // The packed hours already there, locked; the moved minutes are newer writes.
         let existing = sqlx::query(
             "SELECT tenant_id, tag_id, hour, minutes FROM samples_1m_packed \
