@@ -3,14 +3,17 @@
 //! and hour rollups, and the closed hours' minutes are then packed as maintenance
 //! would), then `history_buckets` for every tag over the whole day is timed
 //! `--runs` times per bucket width of `--widths` (60 s and 3600 s are read from the
-//! rollups on PostgreSQL, 30 s would be aggregated from the samples), then the
+//! rollups on PostgreSQL, 30 s would be aggregated from the samples; on PostgreSQL
+//! with the history cache and without: the first read is reported apart), then the
 //! `statistics` of every tag over the day (a pass over every sample).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use thermacore::analytics::{self, stats::StatsSpec};
 use thermacore::domain::{Quality, Sample, TagId, Timestamp, Value};
-use thermacore::storage::{self, StoredSample};
+use thermacore::storage::postgres::PostgresStore;
+use thermacore::storage::{self, Store, StoredSample};
 
 const DAY_US: i64 = 86_400_000_000;
 
@@ -76,21 +79,49 @@ pub async fn run(
         packing.elapsed().as_secs_f64()
     );
     let (from, to) = (Timestamp(start), Timestamp(start + DAY_US));
+    // PostgreSQL keeps the packed minutes it has decoded: the first read fills that
+    // cache, the others use it. A second store without the cache decodes every time.
+    let mut stores = vec![("on", store.clone())];
+    if store.backend() == "postgres" {
+        let uncached = PostgresStore::connect_with_cache(url, 4, 0).await?;
+        stores.push(("off", Arc::new(uncached) as Arc<dyn Store>));
+    } else {
+        stores[0].0 = "none";
+    }
     for &width in widths {
-        let mut times = Vec::with_capacity(runs);
-        let mut buckets = 0;
-        for _ in 0..runs {
+        let mut results = Vec::new();
+        for (cache, s) in &stores {
             let t = Instant::now();
-            buckets = store
+            let buckets = s
                 .history_buckets(tenant, &ids, from, to, width)
                 .await?
                 .len();
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            let first_ms = t.elapsed().as_secs_f64() * 1000.0;
+            let mut times = Vec::with_capacity(runs);
+            let mut last = Vec::new();
+            for _ in 0..runs {
+                // Freed first, as a server frees a response once it is sent.
+                drop(std::mem::take(&mut last));
+                let t = Instant::now();
+                last = s.history_buckets(tenant, &ids, from, to, width).await?;
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+                anyhow::ensure!(
+                    last.len() == buckets,
+                    "{} buckets after {buckets}",
+                    last.len()
+                );
+            }
+            println!(
+                "history buckets: backend={} cache={cache} tags={tags} range=1d bucket_s={width} buckets={buckets} first_ms={first_ms:.1} {}",
+                store.backend(),
+                spread(&mut times),
+            );
+            results.push(last);
         }
-        println!(
-            "history buckets: backend={} tags={tags} range=1d bucket_s={width} buckets={buckets} {}",
-            store.backend(),
-            spread(&mut times),
+        // Cached or not, the buckets are the same.
+        anyhow::ensure!(
+            results.windows(2).all(|w| w[0] == w[1]),
+            "{width} s buckets differ with and without the cache"
         );
     }
     // The whole day (whole hours: packed on PostgreSQL), then the day less half an

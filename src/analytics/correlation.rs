@@ -24,7 +24,7 @@ pub fn correlate(tags: &[TagId], buckets: &[Bucket]) -> Correlation {
     // Per tag: bucket start -> average.
     let mut series: Vec<HashMap<i64, f64>> = vec![HashMap::new(); tags.len()];
     for b in buckets {
-        if let (Some(&i), Some(avg)) = (slot.get(&b.tag), b.avg.filter(|a| a.is_finite())) {
+        if let (Some(&i), Some(avg)) = (slot.get(&b.tag), b.avg().filter(|a| a.is_finite())) {
             series[i].insert(b.start.0, avg);
         }
     }
@@ -75,17 +75,7 @@ mod tests {
     use crate::domain::Timestamp;
 
     fn bucket(tag: i64, start: i64, avg: f64) -> Bucket {
-        Bucket {
-            tag: TagId(tag),
-            start: Timestamp(start),
-            count: 1,
-            avg: Some(avg),
-            min: Some(avg),
-            max: Some(avg),
-            first: Some(avg),
-            last: Some(avg),
-            bad: 0,
-        }
+        Bucket::new(TagId(tag), Timestamp(start), 1, 0, [avg; 5])
     }
 
     #[test]

@@ -117,6 +117,9 @@ pub struct StorageConfig {
     /// SQLite's page cache per connection, in MiB: the per-tag index of a busy
     /// history table outgrows a small cache quickly; lower it on small gateways.
     pub sqlite_cache_mib: u32,
+    /// PostgreSQL: memory for the decoded packed hours of minute rollups that
+    /// `history` reads (dashboards asking for the same day again), in MiB; 0: none.
+    pub history_cache_mib: u32,
 }
 
 impl Default for StorageConfig {
@@ -128,6 +131,7 @@ impl Default for StorageConfig {
             retry_max_ms: 10_000,
             maintenance_interval_secs: 3600,
             sqlite_cache_mib: 64,
+            history_cache_mib: crate::storage::postgres::DEFAULT_HISTORY_CACHE_MIB,
         }
     }
 }

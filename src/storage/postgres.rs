@@ -3,6 +3,7 @@
 
 mod bytes;
 mod history;
+mod minute_cache;
 mod packed;
 mod packed_export;
 mod packed_samples;
@@ -20,6 +21,7 @@ mod security;
 mod world;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,11 +44,12 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const COMPACT_AFTER_US: i64 = 5 * 60 * 1_000_000;
 
 /// The tables of a tenant's history (without foreign keys, so deleted explicitly).
-const HISTORY_TABLES: [&str; 5] = [
+const HISTORY_TABLES: [&str; 6] = [
     "samples",
     "samples_1m",
     "samples_1h",
     "samples_1m_packed",
+    "samples_1m_packed_hours",
     "samples_packed",
 ];
 
@@ -64,19 +67,41 @@ type Backend = PostgresStore;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Packed hours of minute rollups, decoded (shared by the clones).
+    minutes: Arc<minute_cache::MinuteCache>,
 }
+
+/// Default memory for cached packed minute rollups, in MiB (`[storage]
+/// history_cache_mib`): a day of 1-minute trends of some 2,500 tags.
+pub const DEFAULT_HISTORY_CACHE_MIB: u32 = 256;
 
 impl PostgresStore {
     /// Prepares a pool for `postgres://…` or `postgresql://…`. Connects lazily: an
     /// unreachable server shows up in [`Store::ping`], not here. Only a malformed URL
-    /// fails.
+    /// fails. Caches [`DEFAULT_HISTORY_CACHE_MIB`] of packed minute rollups.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        Self::connect_with_cache(url, max_connections, DEFAULT_HISTORY_CACHE_MIB).await
+    }
+
+    /// [`connect`](Self::connect), caching up to `history_cache_mib` MiB of packed minute
+    /// rollups for `history` (0: none).
+    pub async fn connect_with_cache(
+        url: &str,
+        max_connections: u32,
+        history_cache_mib: u32,
+    ) -> Result<Self> {
         let options = PgConnectOptions::from_str(url).map_err(Error::Database)?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
-        Ok(PostgresStore { pool })
+        let budget = usize::try_from(history_cache_mib)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1 << 20);
+        Ok(PostgresStore {
+            pool,
+            minutes: Arc::new(minute_cache::MinuteCache::new(budget)),
+        })
     }
 }
 
@@ -203,7 +228,16 @@ impl Store for PostgresStore {
         to: Timestamp,
         bucket_secs: i64,
     ) -> Result<Vec<Bucket>> {
-        rollups::buckets(&self.pool, tenant, tags, from, to, bucket_secs).await
+        rollups::buckets(
+            &self.pool,
+            &self.minutes,
+            tenant,
+            tags,
+            from,
+            to,
+            bucket_secs,
+        )
+        .await
     }
 
     fn export_history(

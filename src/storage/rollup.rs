@@ -94,16 +94,19 @@ impl Partial {
     }
 
     pub fn into_bucket(self, tag: TagId, start: Timestamp) -> Bucket {
-        Bucket {
-            tag,
-            start,
-            count: self.count,
-            avg: (self.count > 0).then(|| self.sum / self.count as f64),
-            min: self.min,
-            max: self.max,
-            first: self.first.map(|f| f.1),
-            last: self.last.map(|l| l.1),
-            bad: self.bad,
+        match (self.min, self.max, self.first, self.last) {
+            (Some(min), Some(max), Some(first), Some(last)) if self.count > 0 => {
+                let avg = self.sum / self.count as f64;
+                Bucket::new(
+                    tag,
+                    start,
+                    self.count,
+                    self.bad,
+                    [avg, min, max, first.1, last.1],
+                )
+            }
+            // Only Bad samples (`add` never makes a count without values).
+            _ => Bucket::new(tag, start, 0, self.bad, [0.0; 5]),
         }
     }
 }
@@ -185,16 +188,16 @@ mod tests {
         assert_eq!(a, whole);
         let bucket = whole.into_bucket(TagId(1), Timestamp(0));
         assert_eq!(bucket.count, 3);
-        assert_eq!(bucket.avg, Some(8.0 / 3.0));
-        assert_eq!((bucket.min, bucket.max), (Some(-2.0), Some(7.0)));
-        assert_eq!((bucket.first, bucket.last), (Some(7.0), Some(-2.0)));
+        assert_eq!(bucket.avg(), Some(8.0 / 3.0));
+        assert_eq!((bucket.min(), bucket.max()), (Some(-2.0), Some(7.0)));
+        assert_eq!((bucket.first(), bucket.last()), (Some(7.0), Some(-2.0)));
         assert_eq!(bucket.bad, 2);
         let only_bad = {
             let mut p = Partial::default();
             p.add(1, Some(1.0), true);
             p.into_bucket(TagId(1), Timestamp(0))
         };
-        assert_eq!((only_bad.count, only_bad.avg, only_bad.bad), (0, None, 1));
+        assert_eq!((only_bad.count, only_bad.avg(), only_bad.bad), (0, None, 1));
     }
 
     #[test]

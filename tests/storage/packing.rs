@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use thermacore::domain::{Quality, Sample, TagId, Timestamp, Value};
 use thermacore::storage::postgres::PostgresStore;
-use thermacore::storage::{Error, Store, StoredSample};
+use thermacore::storage::{Error, SecurityStore, Store, StoredSample};
 
 use super::{assert_export, collect, migrated};
 use crate::common::pg;
@@ -168,5 +168,87 @@ async fn postgres_cut_mid_export_ends_in_an_error() {
     );
     assert!(rows < samples.len(), "{rows} of {} rows", samples.len());
     proxy.restore().await;
+    db.drop_database().await;
+}
+
+/// Two servers on one database: one caches a packed hour's minutes, the other repacks
+/// that hour (late samples) and then deletes it (retention). The first sees each
+/// change on its next read, never its cached copy of an older version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cached_minutes_follow_another_servers_compaction_and_retention() {
+    let Some((url, db)) = pg::fresh_database().await else {
+        return;
+    };
+    const HOUR: i64 = 3_600_000_000;
+    const MINUTE: i64 = 60_000_000;
+    let start = 1_700_000_000_000_000 / HOUR * HOUR;
+    let reader = migrated(&url).await;
+    let other = PostgresStore::connect(&url, 2)
+        .await
+        .expect("second server");
+    let tenant = reader.upsert_tenant("two").await.expect("tenant").id;
+    let tags = [TagId(1), TagId(2)];
+    let sample = |tag, at: i64, v: f64| StoredSample {
+        tenant,
+        sample: Sample {
+            tag,
+            value: Value::F64(v),
+            quality: Quality::Good,
+            source_time: Timestamp(at),
+            server_time: Timestamp(at),
+        },
+    };
+    // Tag 1 every 10 s of the first hour; tag 2 has nothing there.
+    let early: Vec<StoredSample> = (0..360)
+        .map(|i| sample(TagId(1), start + i * 10_000_000, (i % 7) as f64))
+        .collect();
+    other.insert_samples(&early).await.expect("insert");
+    other
+        .compact_history(Timestamp(start + 2 * HOUR))
+        .await
+        .expect("pack");
+    let (from, to) = (Timestamp(start), Timestamp(start + HOUR));
+    let minute_5 = |buckets: &[thermacore::storage::Bucket]| {
+        buckets
+            .iter()
+            .find(|b| b.tag == TagId(1) && b.start == Timestamp(start + 5 * MINUTE))
+            .map(|b| (b.count, b.max()))
+    };
+    for read in ["first read", "cached"] {
+        let buckets = reader
+            .history_buckets(tenant, &tags, from, to, 60)
+            .await
+            .expect("buckets");
+        assert_eq!(buckets.len(), 60, "{read}");
+        assert_eq!(minute_5(&buckets), Some((6, Some(6.0))), "{read}");
+    }
+    // A late sample in minute 5, packed into the hour by the other server.
+    other
+        .insert_samples(&[sample(TagId(1), start + 5 * MINUTE + 1, 1000.0)])
+        .await
+        .expect("late");
+    other
+        .compact_history(Timestamp(start + 2 * HOUR))
+        .await
+        .expect("repack");
+    let buckets = reader
+        .history_buckets(tenant, &tags, from, to, 60)
+        .await
+        .expect("buckets after repack");
+    assert_eq!(minute_5(&buckets), Some((7, Some(1000.0))), "after repack");
+    // Retention takes the whole hour (samples, rollups, packed rows).
+    other
+        .delete_history_before(tenant, Timestamp(start + HOUR))
+        .await
+        .expect("retention");
+    let buckets = reader
+        .history_buckets(tenant, &tags, from, to, 60)
+        .await
+        .expect("buckets after retention");
+    assert!(
+        buckets.is_empty(),
+        "{} buckets after retention",
+        buckets.len()
+    );
     db.drop_database().await;
 }

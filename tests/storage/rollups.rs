@@ -40,17 +40,17 @@ fn recompute(samples: &[Sample], from: i64, to: i64, width: i64) -> Vec<Bucket> 
                 .filter_map(|s| s.value.as_f64())
                 .collect();
             let n = nums.len();
-            Bucket {
-                tag,
-                start: Timestamp(start),
-                count: n as i64,
-                avg: (n > 0).then(|| nums.iter().sum::<f64>() / n as f64),
-                min: nums.iter().copied().reduce(f64::min),
-                max: nums.iter().copied().reduce(f64::max),
-                first: nums.first().copied(),
-                last: nums.last().copied(),
-                bad,
-            }
+            let values = match (nums.first(), nums.last()) {
+                (Some(&first), Some(&last)) => [
+                    nums.iter().sum::<f64>() / n as f64,
+                    nums.iter().copied().fold(f64::INFINITY, f64::min),
+                    nums.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    first,
+                    last,
+                ],
+                _ => [0.0; 5],
+            };
+            Bucket::new(tag, Timestamp(start), n as i64, bad, values)
         })
         .collect()
 }
@@ -191,8 +191,9 @@ async fn buckets_match_recomputation(
                     g.tag == e.tag
                         && g.start == e.start
                         && (g.count, g.bad) == (e.count, e.bad)
-                        && (g.min, g.max, g.first, g.last) == (e.min, e.max, e.first, e.last)
-                        && close(g.avg, e.avg),
+                        && (g.min(), g.max(), g.first(), g.last())
+                            == (e.min(), e.max(), e.first(), e.last())
+                        && close(g.avg(), e.avg()),
                     "{when}: {width} s over {from}..{to}:\n got  {g:?}\n want {e:?}"
                 );
             }

@@ -185,18 +185,7 @@ pub async fn history(store: &dyn Store, w: &World) {
 
 /// A bucket of `count` numbers with (avg, min, max, first, last), and `bad` Bad ones.
 fn bucket(tag: TagId, start_s: i64, count: i64, agg: [f64; 5], bad: i64) -> Bucket {
-    let some = |v: f64| (count > 0).then_some(v);
-    Bucket {
-        tag,
-        start: Timestamp(BASE + start_s * SEC),
-        count,
-        avg: some(agg[0]),
-        min: some(agg[1]),
-        max: some(agg[2]),
-        first: some(agg[3]),
-        last: some(agg[4]),
-        bad,
-    }
+    Bucket::new(tag, Timestamp(BASE + start_s * SEC), count, bad, agg)
 }
 
 const NONE: [f64; 5] = [0.0; 5];
@@ -262,20 +251,7 @@ pub async fn buckets(store: &dyn Store, w: &World) {
         .await
         .expect("early buckets");
     let start = Timestamp(-2 * SEC);
-    assert_eq!(
-        got,
-        vec![Bucket {
-            tag: f,
-            start,
-            count: 1,
-            avg: Some(7.0),
-            min: Some(7.0),
-            max: Some(7.0),
-            first: Some(7.0),
-            last: Some(7.0),
-            bad: 0,
-        }]
-    );
+    assert_eq!(got, vec![Bucket::new(f, start, 1, 0, [7.0; 5])]);
 }
 
 pub async fn bulk(store: &dyn Store) {

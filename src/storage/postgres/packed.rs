@@ -9,7 +9,9 @@
 //! rows and merges them into the packed hour. A sample that arrives late for a packed
 //! hour lands in `samples_1m` again as usual, and readers merge both tables (in one
 //! snapshot), so the aggregates stay equal to a recomputation from the samples at every
-//! moment; the next compaction folds the late minute in.
+//! moment; the next compaction folds the late minute in. Each compaction gives the
+//! tenant hours it wrote a new version (`samples_1m_packed_hours`), which is what the
+//! server's cache of decoded hours ([`super::minute_cache`]) is checked against.
 //!
 //! Layout of `minutes`: a version byte (1), a little-endian `u64` whose bit `i` says
 //! minute `i` of the hour is present, then per present minute in order: `count` and
@@ -253,6 +255,19 @@ pub(super) async fn compact(pool: &PgPool, before: i64, rounds: usize) -> Result
         .bind(&packed)
         .execute(&mut *tx)
         .await?;
+        // A new version of every tenant's hour written to: cached copies of its packed
+        // minutes are read again.
+        sqlx::query(
+            "INSERT INTO samples_1m_packed_hours AS v (tenant_id, hour, version) \
+             SELECT t, h, nextval('samples_1m_packed_version') FROM \
+             (SELECT DISTINCT t, h FROM UNNEST($1::int8[], $2::int8[]) AS k(t, h) \
+              ORDER BY t, h) AS d \
+             ON CONFLICT (tenant_id, hour) DO UPDATE SET version = excluded.version",
+        )
+        .bind(&tenants)
+        .bind(&starts)
+        .execute(&mut *tx)
+        .await?;
         // The raw samples of the same hours: exactly the hours written to since the
         // last compaction.
         super::packed_samples::pack(&mut tx, &keys).await?;
@@ -265,9 +280,12 @@ pub(super) async fn compact(pool: &PgPool, before: i64, rounds: usize) -> Result
     if moved > 0 {
         // The moved rows' dead index entries would slow every read of the recent
         // minutes until autovacuum came by; samples_1m is small (the open hours).
-        sqlx::query("VACUUM (ANALYZE) samples_1m, samples_1m_packed, samples_packed")
-            .execute(pool)
-            .await?;
+        sqlx::query(
+            "VACUUM (ANALYZE) samples_1m, samples_1m_packed, samples_1m_packed_hours, \
+             samples_packed",
+        )
+        .execute(pool)
+        .await?;
     }
     Ok(moved)
 }

@@ -4,17 +4,18 @@
 //! them, and only the partial minutes or hours at the ends of the range from the
 //! samples.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 
+use super::minute_cache::{CachedMinute, HourMinutes, MinuteCache, TagHour};
 use super::packed::{HOUR_US, MINUTE_US, Minutes};
 
 use crate::domain::{TagId, TenantId, Timestamp};
 use crate::storage::rollup::{Partial, bad_level, bucket_of, roll_up};
 use crate::storage::rows::bucket_width;
-use crate::storage::{Bucket, Result, StoredSample};
+use crate::storage::{Bucket, Error, Result, StoredSample};
 
 /// The rollup tables and their widths, widest first.
 const TABLES: [(&str, i64); 2] = [("samples_1h", HOUR_US), ("samples_1m", MINUTE_US)];
@@ -134,6 +135,7 @@ pub(super) fn partial_of(row: &PgRow, at: usize) -> Result<Partial> {
 /// moving minutes between the tables is never seen half done.
 pub(super) async fn buckets(
     pool: &PgPool,
+    cache: &MinuteCache,
     tenant: TenantId,
     tags: &[TagId],
     from: Timestamp,
@@ -150,7 +152,7 @@ pub(super) async fn buckets(
         .execute(&mut *tx)
         .await?;
     // Packed rows and rollup rows come sorted by (tag, start); the raw ends are few.
-    let mut packed: Vec<PgRow> = Vec::new();
+    let mut packed: Vec<TagHour> = Vec::new();
     let mut rolled: Vec<Keyed> = Vec::new();
     let mut ends: BTreeMap<(i64, i64), Partial> = BTreeMap::new();
     // The whole rollup periods inside the range, [lo, hi).
@@ -164,16 +166,8 @@ pub(super) async fn buckets(
     let raw: Vec<(i64, i64)> = match rollup {
         Some((table, g, lo, hi)) if lo < hi => {
             if g == MINUTE_US {
-                packed = sqlx::query(
-                    "SELECT tag_id, hour, minutes FROM samples_1m_packed \
-                     WHERE tenant_id = $1 AND tag_id = ANY($2) AND hour >= $3 AND hour < $4",
-                )
-                .bind(tenant.0)
-                .bind(&tag_ids)
-                .bind(bucket_of(lo, HOUR_US))
-                .bind(hi)
-                .fetch_all(&mut *tx)
-                .await?;
+                packed = packed_hours(&mut tx, cache, tenant, &tag_ids, bucket_of(lo, HOUR_US), hi)
+                    .await?;
             }
             let sql = if g == width {
                 // One rollup row a bucket (`$5`, the width, is bound but not needed).
@@ -218,19 +212,13 @@ pub(super) async fn buckets(
     }
     tx.commit().await?;
     let (lo, hi) = rollup.map_or((0, 0), |(_, _, lo, hi)| (lo, hi));
-    // Sorted here: PostgreSQL would sort the wide rows, on disk past `work_mem`.
-    let mut hours: Vec<(i64, i64, &[u8])> = Vec::with_capacity(packed.len());
-    for row in &packed {
-        hours.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
-    }
-    hours.sort_unstable_by_key(|(tag, hour, _)| (*tag, *hour));
     let per_hour = (HOUR_US / width.min(HOUR_US)) as usize;
-    let mut out = Buckets::with_capacity(hours.len() * per_hour + rolled.len() + ends.len());
+    let mut out = Buckets::with_capacity(packed.len() * per_hour + rolled.len() + ends.len());
     // Packed minutes are the oldest writes, then samples_1m, then the raw ends.
     let mut later = merge_sorted(rolled, ends).into_iter().peekable();
-    for (tag, hour, bytes) in hours {
-        for minute in Minutes::new(hour, bytes) {
-            let (start, p) = minute?;
+    for (tag, hour, minutes) in packed {
+        for m in minutes.iter() {
+            let (start, p) = m.get(hour);
             if start < lo || start >= hi {
                 continue;
             }
@@ -245,6 +233,79 @@ pub(super) async fn buckets(
         out.add(k, p);
     }
     Ok(out.finish())
+}
+
+/// The packed hours of `tags` in `[from, to)` (hour starts), sorted by (tag, hour):
+/// from the cache where it holds the hour's current version, else read and decoded
+/// (and cached).
+async fn packed_hours(
+    conn: &mut PgConnection,
+    cache: &MinuteCache,
+    tenant: TenantId,
+    tag_ids: &[i64],
+    from: i64,
+    to: i64,
+) -> Result<Vec<TagHour>> {
+    // Every packed hour has a version (a day is 24 rows).
+    let versions: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT hour, version FROM samples_1m_packed_hours \
+         WHERE tenant_id = $1 AND hour >= $2 AND hour < $3",
+    )
+    .bind(tenant.0)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *conn)
+    .await?;
+    let (mut out, missed) = cache.lookup(tenant.0, tag_ids, &versions);
+    if !missed.is_empty() {
+        let version_of: HashMap<i64, i64> = versions.iter().copied().collect();
+        let (tags, hours): (Vec<i64>, Vec<i64>) = missed.iter().copied().unzip();
+        let rows = sqlx::query(
+            "SELECT p.tag_id, p.hour, p.minutes \
+             FROM UNNEST($2::int8[], $3::int8[]) AS k(tag_id, hour) \
+             JOIN samples_1m_packed p \
+             ON p.tenant_id = $1 AND p.tag_id = k.tag_id AND p.hour = k.hour",
+        )
+        .bind(tenant.0)
+        .bind(&tags)
+        .bind(&hours)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut found = HashSet::with_capacity(rows.len());
+        for row in &rows {
+            let (tag, hour, bytes): (i64, i64, &[u8]) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let minutes = decode(hour, bytes)?;
+            if let Some(&version) = version_of.get(&hour) {
+                cache.put(tenant.0, tag, hour, version, minutes.clone());
+            }
+            found.insert((tag, hour));
+            out.push((tag, hour, minutes));
+        }
+        // A tag without a packed row in a packed hour: known empty at that version.
+        for (tag, hour) in missed.into_iter().filter(|k| !found.contains(k)) {
+            if let Some(&version) = version_of.get(&hour) {
+                cache.put(tenant.0, tag, hour, version, Vec::new().into());
+            }
+        }
+    }
+    // Sorted here: PostgreSQL would sort the wide rows, on disk past `work_mem`.
+    out.sort_unstable_by_key(|(tag, hour, _)| (*tag, *hour));
+    Ok(out)
+}
+
+/// A packed hour, decoded for the cache.
+fn decode(hour: i64, bytes: &[u8]) -> Result<HourMinutes> {
+    Minutes::new(hour, bytes)
+        .map(|m| {
+            let (start, p) = m?;
+            CachedMinute::new(hour, start, &p).ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "packed minute at {start} µs of the hour at {hour} µs"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Aggregates by (tag, bucket start).
@@ -357,12 +418,20 @@ pub(super) async fn delete_before(
         .execute(pool)
         .await?;
     }
-    sqlx::query("DELETE FROM samples_1m_packed WHERE tenant_id = $1 AND hour + $2 <= $3")
+    // The hours' versions go in the same transaction: a reader that sees a version
+    // sees the packed rows of that version.
+    let mut tx = pool.begin().await?;
+    for table in ["samples_1m_packed_hours", "samples_1m_packed"] {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE tenant_id = $1 AND hour + $2 <= $3"
+        ))
         .bind(tenant.0)
         .bind(HOUR_US)
         .bind(before.0)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    }
+    tx.commit().await?;
     // A packed copy of samples must not outlive any of them: the hour `before` cuts
     // through goes too (it is read from what is left in `samples`).
     sqlx::query("DELETE FROM samples_packed WHERE tenant_id = $1 AND hour < $2")

@@ -241,17 +241,26 @@ pub(super) async fn history_buckets(
     let rows = qb.build().fetch_all(pool).await?;
     rows.iter()
         .map(|row| {
-            Ok(Bucket {
-                tag: TagId(row.try_get(0)?),
-                start: Timestamp(row.try_get(1)?),
-                count: row.try_get(2)?,
-                avg: row.try_get(3)?,
-                min: row.try_get(4)?,
-                max: row.try_get(5)?,
-                first: row.try_get(6)?,
-                last: row.try_get(7)?,
-                bad: row.try_get(8)?,
-            })
+            let (tag, start, count) = (TagId(row.try_get(0)?), row.try_get(1)?, row.try_get(2)?);
+            let mut values = [0.0; 5];
+            for (i, v) in values.iter_mut().enumerate() {
+                match row.try_get::<Option<f64>, _>(3 + i)? {
+                    Some(x) => *v = x,
+                    None if count == 0 => {}
+                    None => {
+                        return Err(Error::Corrupt(format!(
+                            "bucket at {start} of tag {tag:?}: {count} samples without aggregates"
+                        )));
+                    }
+                }
+            }
+            Ok(Bucket::new(
+                tag,
+                Timestamp(start),
+                count,
+                row.try_get(8)?,
+                values,
+            ))
         })
         .collect()
 }

@@ -423,11 +423,11 @@ impl From<crate::storage::Bucket> for Bucket {
         Bucket {
             start: b.start.to_datetime(),
             count: b.count,
-            avg: b.avg,
-            min: b.min,
-            max: b.max,
-            first: b.first,
-            last: b.last,
+            avg: b.avg(),
+            min: b.min(),
+            max: b.max(),
+            first: b.first(),
+            last: b.last(),
             bad: b.bad,
         }
     }
