@@ -46,6 +46,8 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Print the catalogue of metrics (Markdown table, as in grafana/README.md).
+    Metrics,
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -134,6 +136,10 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 "migrations applied to {} store; configured world applied",
                 store.backend()
             );
+            Ok(())
+        }
+        Command::Metrics => {
+            print!("{}", thermacore::telemetry::catalogue_markdown());
             Ok(())
         }
         Command::Schema => {

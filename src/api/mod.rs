@@ -86,7 +86,10 @@ async fn request_id(mut req: Request, next: Next) -> Response {
         "/api/export/alarms" => "/api/export/alarms",
         _ => "other",
     };
+    let started = std::time::Instant::now();
     let mut resp = next.run(req).await;
+    metrics::histogram!(names::HTTP_REQUEST_SECONDS, "path" => path)
+        .record(started.elapsed().as_secs_f64());
     let class = match resp.status().as_u16() {
         100..=399 => "ok",
         400..=499 => "4xx",

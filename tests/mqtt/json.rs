@@ -336,7 +336,7 @@ async fn bad_input_is_counted_by_reason_and_marks_mapped_tags_bad() {
 }
 
 #[tokio::test]
-async fn messages_are_counted_once_per_message_by_device_and_outcome() {
+async fn messages_are_counted_once_per_message_by_tenant_and_outcome() {
     let b = broker::broker();
     let p = broker::prefix("count");
     let tags = [tag("v", &format!("topic={p}/v;value=/v"), "f64", "")];
@@ -351,7 +351,7 @@ async fn messages_are_counted_once_per_message_by_device_and_outcome() {
         |l| value(l, "v") == json!(0.0),
     )
     .await;
-    let labels = "device=\"counter\",outcome=\"ok\"";
+    let labels = "tenant=\"mqtt-count\",outcome=\"ok\"";
     let before = site
         .s
         .metric_sum("thermacore_mqtt_messages_total", labels)
@@ -374,7 +374,7 @@ async fn messages_are_counted_once_per_message_by_device_and_outcome() {
 async fn count(s: &Site, tenant: &str) -> f64 {
     s.s.metric_sum(
         "thermacore_mqtt_messages_total",
-        &format!("tenant=\"{tenant}\",device=\"node\""),
+        &format!("tenant=\"{tenant}\",outcome=\"ok\""),
     )
     .await
 }

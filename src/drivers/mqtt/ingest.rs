@@ -244,7 +244,7 @@ impl Ingest {
 
     /// Where the device's messages go: their counters are made once, not per message.
     pub fn set_sink(&mut self, sink: DriverSink) {
-        let counter = |outcome: &'static str| metrics::counter!(names::MQTT_MESSAGES, "tenant" => sink.tenant.to_string(), "device" => sink.device.to_string(), "outcome" => outcome);
+        let counter = |outcome: &'static str| metrics::counter!(names::MQTT_MESSAGES, "tenant" => sink.tenant.to_string(), "outcome" => outcome);
         self.counters = Some([counter("ok"), counter("refused"), counter("unmatched")]);
         self.sink = Some(sink);
     }
