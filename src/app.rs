@@ -101,11 +101,13 @@ pub async fn run(
         .ok_or(AppError::MissingSecret)?;
     let auth = Arc::new(AuthKeys::new(&secret, &config.auth)?);
     let secret_key = secret_key(&config)?.map(Arc::new);
+    // The recorder first: loading the certificate publishes its expiry.
+    let metrics = metrics_handle();
     let tls = config.server.tls.as_ref().map(http::load_tls).transpose()?;
     let config = Arc::new(config);
     let state = AppState {
         core: Arc::new(ArcSwapOption::empty()),
-        metrics: metrics_handle(),
+        metrics,
     };
     let store = storage::connect_config(&config.storage).await?;
     let (fatal_tx, mut fatal_rx) = watch::channel(None::<Fatal>);

@@ -88,6 +88,7 @@ pub mod names {
     pub const RETENTION_DELETED: &str = "thermacore_retention_deleted_total";
     pub const EXPORTS: &str = "thermacore_exports_total";
     pub const EXPORTED_ROWS: &str = "thermacore_exported_rows_total";
+    pub const TLS_CERT_EXPIRY: &str = "thermacore_tls_certificate_expiry_timestamp_seconds";
     pub const EXPORT_REFUSED: &str = "thermacore_exports_refused_total";
 
     /// Every metric above: kind, labels, unit and meaning. `describe()` registers them
@@ -536,6 +537,12 @@ pub mod names {
             "1",
             "Exports refused before they started, by code",
         ),
+        Metric::gauge(
+            TLS_CERT_EXPIRY,
+            &["use"],
+            "seconds",
+            "When the certificate in use expires (Unix time), by use (https: the API's server certificate)",
+        ),
         Metric::counter(
             RETENTION_DELETED,
             &["table"],
@@ -736,9 +743,10 @@ mod tests {
                 "{}",
                 m.name
             );
+            // Durations end in _seconds; so do points in time, as _timestamp_seconds.
             assert_eq!(
                 m.kind == Kind::Histogram,
-                m.name.ends_with("_seconds"),
+                m.name.ends_with("_seconds") && !m.name.ends_with("_timestamp_seconds"),
                 "{}",
                 m.name
             );

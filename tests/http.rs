@@ -77,6 +77,22 @@ async fn https_end_to_end_with_hsts() {
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["data"]["__typename"], "QueryRoot", "{body}");
 
+    // The certificate's expiry is published, for the expiry alert.
+    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).expect("pem");
+    let not_after = pem
+        .parse_x509()
+        .expect("x509")
+        .validity()
+        .not_after
+        .timestamp();
+    let expiry = s
+        .metric_sum(
+            "thermacore_tls_certificate_expiry_timestamp_seconds",
+            "use=\"https\"",
+        )
+        .await;
+    assert_eq!(expiry, not_after as f64);
+
     // A client that does not trust the certificate is refused.
     let untrusting = reqwest::Client::new();
     assert!(untrusting.get(s.url("/healthz")).send().await.is_err());

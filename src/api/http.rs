@@ -21,6 +21,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::{ServerConfig, ServerTlsConfig};
+use crate::telemetry::names;
 
 /// The client's address: the TCP peer, or the first `X-Forwarded-For` entry when
 /// `server.trust_forwarded_for` is on. In every request's extensions.
@@ -256,6 +257,16 @@ pub fn load_tls(tls: &ServerTlsConfig) -> Result<RustlsConfig, TlsError> {
         .map_err(|e| bad_cert(format!(": {e}")))?;
     if certs.is_empty() {
         return Err(bad_cert(String::new()));
+    }
+    // For the certificate-expiry alert; rustls checks the certificate itself.
+    match x509_parser::parse_x509_certificate(&certs[0]) {
+        Ok((_, leaf)) => {
+            metrics::gauge!(names::TLS_CERT_EXPIRY, "use" => "https")
+                .set(leaf.validity().not_after.timestamp() as f64);
+        }
+        Err(e) => {
+            tracing::warn!(path = %tls.cert_file.display(), error = %e, "cannot read the certificate's expiry")
+        }
     }
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::Key {
         path: tls.key_file.clone(),
