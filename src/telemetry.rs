@@ -690,6 +690,7 @@ pub fn metrics_handle() -> PrometheusHandle {
             // then our handle still renders whatever reached this recorder.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            zero_counters();
             handle
         })
         .clone()
@@ -702,6 +703,31 @@ fn describe() {
             Kind::Gauge => metrics::describe_gauge!(m.name, m.help),
             Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
         }
+    }
+}
+
+/// Counters of rare events exist from the start, at 0: a dashboard shows 0 rather
+/// than no data, and `increase()` in an alert rule counts the first events too
+/// (Prometheus takes a series' first sample as its starting point).
+fn zero_counters() {
+    for m in names::ALL
+        .iter()
+        .filter(|m| m.kind == Kind::Counter && m.labels.is_empty())
+    {
+        metrics::counter!(m.name).increment(0);
+    }
+    for kind in crate::actors::supervision::CHILD_KINDS {
+        metrics::counter!(names::ACTOR_RESTARTS, "kind" => kind).increment(0);
+        metrics::counter!(names::ACTOR_ESCALATIONS, "kind" => kind).increment(0);
+    }
+    for path in crate::api::PATH_CLASSES {
+        for status in ["ok", "4xx", "5xx"] {
+            metrics::counter!(names::HTTP_REQUESTS, "path" => path, "status" => status)
+                .increment(0);
+        }
+    }
+    for code in ["INTERNAL", "UNAVAILABLE"] {
+        metrics::counter!(names::GRAPHQL_ERRORS, "code" => code).increment(0);
     }
 }
 

@@ -67,6 +67,22 @@ async fn metrics_are_catalogued_and_count_each_event_once() {
     )
     .await;
     s.wait_ready().await;
+    // Counters of rare events exist at 0 from the start.
+    let m = s.metrics().await;
+    for (name, labels) in [
+        ("thermacore_historian_dropped_samples_total", ""),
+        ("thermacore_actor_escalations_total", "kind=\"device\""),
+        (
+            "thermacore_http_requests_total",
+            "path=\"/graphql\",status=\"5xx\"",
+        ),
+    ] {
+        assert!(
+            m.lines()
+                .any(|l| l.starts_with(name) && l.contains(labels) && l.ends_with(" 0")),
+            "{name}{{{labels}}} at 0 from the start"
+        );
+    }
     let token = s.login("acme", "viewer").await;
     eventually(Duration::from_secs(10), "samples written", || async {
         s.metric_sum("thermacore_historian_written_samples_total", "")

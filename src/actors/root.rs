@@ -55,7 +55,8 @@ pub enum RootChild {
 }
 
 impl RootChild {
-    fn kind(self) -> &'static str {
+    /// One of [`CHILD_KINDS`](super::supervision::CHILD_KINDS) (a test checks).
+    pub(crate) fn kind(self) -> &'static str {
         match self {
             RootChild::Historian => "historian",
             RootChild::Tenant(_) => "tenant",

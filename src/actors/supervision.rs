@@ -7,6 +7,17 @@ use std::time::{Duration, Instant};
 use crate::config::SupervisionConfig;
 use crate::telemetry::names;
 
+/// Every kind of supervised actor (the `kind` label of restarts and escalations),
+/// as the root and tenant actors name their children.
+pub const CHILD_KINDS: [&str; 6] = [
+    "historian",
+    "tenant",
+    "cache",
+    "live_hub",
+    "alert_stream",
+    "device",
+];
+
 /// Restart parameters, from `[supervision]`.
 #[derive(Debug, Clone)]
 pub struct RestartPolicy {

@@ -35,6 +35,7 @@ pub enum TenantChild {
 }
 
 impl TenantChild {
+    /// One of [`CHILD_KINDS`](super::supervision::CHILD_KINDS) (a test checks).
     fn kind(self) -> &'static str {
         match self {
             TenantChild::Cache => "cache",
@@ -328,5 +329,28 @@ impl Actor for TenantActor {
             Self::clear_slot(st, TenantChild::Device(d.device.id));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::TenantChild;
+    use crate::actors::root::RootChild;
+    use crate::actors::supervision::CHILD_KINDS;
+    use crate::domain::{DeviceId, TenantId};
+
+    #[test]
+    fn every_child_kind_is_listed_for_the_metrics() {
+        let kinds = [
+            TenantChild::Cache.kind(),
+            TenantChild::LiveHub.kind(),
+            TenantChild::AlertStream.kind(),
+            TenantChild::Device(DeviceId(1)).kind(),
+            RootChild::Historian.kind(),
+            RootChild::Tenant(TenantId(1)).kind(),
+        ];
+        for k in kinds {
+            assert!(CHILD_KINDS.contains(&k), "{k} missing from CHILD_KINDS");
+        }
     }
 }
