@@ -706,7 +706,8 @@ fn describe() {
     }
 }
 
-/// Counters of rare events exist from the start, at 0: a dashboard shows 0 rather
+/// Counters of rare events exist from the start, at 0 (with every value of their
+/// label where the values are few and fixed): a dashboard shows 0 rather
 /// than no data, and `increase()` in an alert rule counts the first events too
 /// (Prometheus takes a series' first sample as its starting point).
 fn zero_counters() {
@@ -719,6 +720,10 @@ fn zero_counters() {
     for kind in crate::actors::supervision::CHILD_KINDS {
         metrics::counter!(names::ACTOR_RESTARTS, "kind" => kind).increment(0);
         metrics::counter!(names::ACTOR_ESCALATIONS, "kind" => kind).increment(0);
+        metrics::counter!(names::ROUTE_DROPPED_BATCHES, "kind" => kind).increment(0);
+    }
+    for limit in crate::api::limits::LIMITS {
+        metrics::counter!(names::RATE_LIMITED, "limit" => limit).increment(0);
     }
     for path in crate::api::PATH_CLASSES {
         for status in ["ok", "4xx", "5xx"] {

@@ -88,6 +88,8 @@ pub struct LiveRegistry {
 
 impl LiveRegistry {
     pub fn new(tenant: String) -> Self {
+        // None yet, said as 0 rather than no data.
+        metrics::gauge!(names::LIVE_SUBSCRIBERS, "tenant" => tenant.clone()).set(0.0);
         LiveRegistry {
             tenant,
             index: Mutex::new(Index::default()),

@@ -20,6 +20,10 @@ fn per_second(n: u32, burst: u32) -> Quota {
     Quota::per_second(rate).allow_burst(burst)
 }
 
+/// The `limit` label values of `thermacore_rate_limited_total`: the user, tenant and
+/// anonymous limits here, and the login throttle.
+pub const LIMITS: [&str; 4] = ["user", "tenant", "anonymous", "login"];
+
 /// Request-rate limits of the API.
 pub struct Limits {
     clock: DefaultClock,
