@@ -76,6 +76,7 @@ pub mod names {
     pub const STORE_UP: &str = "thermacore_store_up";
     pub const HTTP_REQUESTS: &str = "thermacore_http_requests_total";
     pub const HTTP_REQUEST_SECONDS: &str = "thermacore_http_request_duration_seconds";
+    pub const GRAPHQL_OPERATIONS: &str = "thermacore_graphql_operations_total";
     pub const GRAPHQL_ERRORS: &str = "thermacore_graphql_errors_total";
     pub const AUTH_FAILURES: &str = "thermacore_auth_failures_total";
     pub const RATE_LIMITED: &str = "thermacore_rate_limited_total";
@@ -472,6 +473,12 @@ pub mod names {
             "Time to answer an HTTP request (to the response head; a subscription's upgrade, an export's first bytes), by path class",
         ),
         Metric::counter(
+            GRAPHQL_OPERATIONS,
+            &["type"],
+            "1",
+            "GraphQL requests, by the type of operation run (query, mutation, subscription; unknown: the document names none to run; invalid: it did not parse)",
+        ),
+        Metric::counter(
             GRAPHQL_ERRORS,
             &["code"],
             "1",
@@ -730,6 +737,9 @@ fn zero_counters() {
             metrics::counter!(names::HTTP_REQUESTS, "path" => path, "status" => status)
                 .increment(0);
         }
+    }
+    for kind in crate::api::graphql::operations::OPERATION_TYPES {
+        metrics::counter!(names::GRAPHQL_OPERATIONS, "type" => kind).increment(0);
     }
     for code in ["INTERNAL", "UNAVAILABLE"] {
         metrics::counter!(names::GRAPHQL_ERRORS, "code" => code).increment(0);

@@ -94,6 +94,17 @@ async fn metrics_are_catalogued_and_count_each_event_once() {
     // N GraphQL requests: the request counter and the latency histogram move by N.
     const N: usize = 37;
     let ok = "path=\"/graphql\",status=\"ok\"";
+    let ops = |m: &str, kind: &str| {
+        metric_sum(
+            m,
+            "thermacore_graphql_operations_total",
+            &format!("type=\"{kind}\""),
+        )
+    };
+    let (queries, invalid) = {
+        let m = s.metrics().await;
+        (ops(&m, "query"), ops(&m, "invalid"))
+    };
     let (requests, timed) = {
         let m = s.metrics().await;
         (
@@ -123,11 +134,23 @@ async fn metrics_are_catalogued_and_count_each_event_once() {
     for _ in 0..N {
         s.gql(Some(&token), "{ tags { nope } }", json!({})).await;
     }
+    s.gql(Some(&token), "{ tags {", json!({})).await;
     let m = s.metrics().await;
-    // The invalid query before `errors` was read is one more request.
+    assert_eq!(
+        ops(&m, "query") - queries,
+        (2 * N + 1) as f64,
+        "queries by type"
+    );
+    assert_eq!(
+        ops(&m, "invalid") - invalid,
+        1.0,
+        "a document that does not parse"
+    );
+    // The invalid query before `errors` was read is one more request, and so is the
+    // one that does not parse.
     assert_eq!(
         metric_sum(&m, "thermacore_http_requests_total", ok) - requests,
-        (2 * N + 1) as f64,
+        (2 * N + 2) as f64,
         "GraphQL requests counted once each"
     );
     assert_eq!(
@@ -136,7 +159,7 @@ async fn metrics_are_catalogued_and_count_each_event_once() {
             "thermacore_http_request_duration_seconds_count",
             "path=\"/graphql\""
         ) - timed,
-        (2 * N + 1) as f64,
+        (2 * N + 2) as f64,
         "GraphQL requests timed once each"
     );
     assert_eq!(
@@ -145,7 +168,8 @@ async fn metrics_are_catalogued_and_count_each_event_once() {
             "thermacore_graphql_errors_total",
             &format!("code=\"{code}\"")
         ) - errors,
-        N as f64,
+        // The document that does not parse is one more of that code.
+        (N + 1) as f64,
         "each {code} error counted once"
     );
 

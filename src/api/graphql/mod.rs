@@ -6,6 +6,7 @@ mod analytics;
 mod devices;
 mod mutation;
 mod opcua;
+pub mod operations;
 mod query;
 mod subscription;
 mod types;
@@ -93,7 +94,8 @@ pub fn build_schema(api: Arc<ApiContext>) -> ThermaSchema {
     .limit_recursive_depth(64)
     .limit_directives(20)
     .extension(AliasLimit(c.max_aliases))
-    .extension(AuditExtension);
+    .extension(AuditExtension)
+    .extension(operations::OperationMetrics);
     let builder = if introspection_enabled(&api.config) {
         builder
     } else {
