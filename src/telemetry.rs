@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-pub use catalogue::{Kind, LATENCY_BUCKETS, Metric, catalogue_markdown, metric, names};
+pub use catalogue::{Kind, LATENCY_BUCKETS, Metric, catalogue_markdown, family, metric, names};
 
 use crate::config::LogFormat;
 

@@ -53,7 +53,7 @@ fn queries() -> Vec<(String, String, String)> {
     out
 }
 
-/// The metric names an expression reads (histogram series by their family).
+/// The metrics an expression reads (a histogram's series by the histogram).
 fn metrics_of(expr: &str) -> Vec<String> {
     let mut out = Vec::new();
     for (i, _) in expr.match_indices("thermacore_") {
@@ -61,12 +61,7 @@ fn metrics_of(expr: &str) -> Vec<String> {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|s| name.strip_suffix(s))
-            .filter(|f| thermacore::telemetry::metric(f).is_some())
-            .unwrap_or(&name);
-        out.push(family.to_string());
+        out.push(thermacore::telemetry::family(&name).to_string());
     }
     out
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::server::{self, eventually, metric_sum};
 use serde_json::json;
 use thermacore::domain::Role;
-use thermacore::telemetry::{self, Kind};
+use thermacore::telemetry;
 
 const PLANT: &str = r#"
 [[tenants]]
@@ -195,14 +195,7 @@ async fn metrics_are_catalogued_and_count_each_event_once() {
     for line in m.lines().filter(|l| l.starts_with("thermacore_")) {
         let (series, labels, value) = parse_line(line);
         assert!(value.is_finite() || value.is_nan(), "{line}");
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|suffix| {
-                series
-                    .strip_suffix(suffix)
-                    .filter(|f| telemetry::metric(f).is_some_and(|m| m.kind == Kind::Histogram))
-            })
-            .unwrap_or(&series);
+        let family = telemetry::family(&series);
         let entry =
             telemetry::metric(family).unwrap_or_else(|| panic!("{family} is not catalogued"));
         for key in labels.keys() {

@@ -116,6 +116,11 @@ pub fn bucket_of(at: i64, width_us: i64) -> i64 {
     at.div_euclid(width_us) * width_us
 }
 
+/// The start of the first whole bucket of `width_us` at or after `at` (ceiling).
+pub fn bucket_after(at: i64, width_us: i64) -> i64 {
+    bucket_of(at, width_us) + if at % width_us == 0 { 0 } else { width_us }
+}
+
 /// The samples' aggregates per (tenant, tag, bucket start) for buckets of `width_us`.
 pub fn roll_up(samples: &[StoredSample], width_us: i64) -> BTreeMap<(i64, i64, i64), Partial> {
     let mut out: BTreeMap<(i64, i64, i64), Partial> = BTreeMap::new();
@@ -220,5 +225,9 @@ mod tests {
         assert_eq!(bucket_of(59_999_999, 60_000_000), 0);
         assert_eq!(bucket_of(60_000_000, 60_000_000), 60_000_000);
         assert_eq!(bucket_of(-1, 60_000_000), -60_000_000);
+        assert_eq!(bucket_after(1, 60_000_000), 60_000_000);
+        assert_eq!(bucket_after(60_000_000, 60_000_000), 60_000_000);
+        assert_eq!(bucket_after(-1, 60_000_000), 0);
+        assert_eq!(bucket_after(-60_000_000, 60_000_000), -60_000_000);
     }
 }

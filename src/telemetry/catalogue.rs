@@ -258,6 +258,19 @@ pub fn metric(name: &str) -> Option<&'static Metric> {
     names::ALL.iter().find(|m| m.name == name)
 }
 
+/// The metric a series of the text format belongs to: a catalogued histogram's
+/// `_bucket`, `_sum` and `_count` series are its own; any other name is itself.
+pub fn family(series: &str) -> &str {
+    ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|suffix| {
+            series
+                .strip_suffix(suffix)
+                .filter(|f| metric(f).is_some_and(|m| m.kind == Kind::Histogram))
+        })
+        .unwrap_or(series)
+}
+
 /// Bucket bounds of every histogram, in seconds: SCADA latencies from a fast local
 /// poll (100 µs) to a slow serial gateway or a stalled store (10 s).
 pub const LATENCY_BUCKETS: [f64; 16] = [
@@ -375,6 +388,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn histogram_series_belong_to_their_histogram() {
+        use super::family;
+        let h = "thermacore_http_request_duration_seconds";
+        for suffix in ["_bucket", "_sum", "_count"] {
+            assert_eq!(family(&format!("{h}{suffix}")), h);
+        }
+        assert_eq!(family(h), h);
+        // Only histograms have such series; other names stay as they are.
+        assert_eq!(
+            family("thermacore_store_up_count"),
+            "thermacore_store_up_count"
+        );
+        assert_eq!(
+            family("thermacore_http_requests_total"),
+            "thermacore_http_requests_total"
+        );
     }
 
     /// `grafana/README.md` holds the catalogue between its markers, exactly.

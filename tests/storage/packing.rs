@@ -166,7 +166,7 @@ async fn postgres_cut_mid_export_ends_in_an_error() {
         matches!(e, Error::Unavailable(_) | Error::Database(_)),
         "cut export: {e:?}"
     );
-    assert!(rows < samples.len(), "{rows} of {} rows", samples.len());
+    assert!(rows < whole.len(), "{rows} of {} rows", whole.len());
     proxy.restore().await;
     db.drop_database().await;
 }

@@ -165,16 +165,8 @@ async fn buckets_match_recomputation(
         let exported =
             super::collect(store.export_history(w.a.id, tags, Timestamp(from), Timestamp(to)))
                 .await;
-        let mut want: Vec<&Sample> = samples
-            .iter()
-            .filter(|s| (from..to).contains(&s.source_time.0))
-            .collect();
-        want.sort_by_key(|s| (s.tag, s.source_time));
-        assert_eq!(exported.len(), want.len(), "{when}: export of {from}..{to}");
-        assert!(
-            exported.iter().zip(&want).all(|(e, w)| e == *w),
-            "{when}: the export of {from}..{to} differs from the samples"
-        );
+        let range = format!("{when}: export of {from}..{to}");
+        super::assert_export(&exported, samples, Timestamp(from), Timestamp(to), &range);
         for width in [1, 45, 60, 120, 900, 3_600, 7_200] {
             let got = store
                 .history_buckets(w.a.id, tags, Timestamp(from), Timestamp(to), width)

@@ -45,15 +45,11 @@ impl Reader<'_> {
     }
 
     pub(super) fn byte(&mut self) -> Option<u8> {
-        let b = *self.bytes.get(self.at)?;
-        self.at += 1;
-        Some(b)
+        self.take(1).map(|b| b[0])
     }
 
     pub(super) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let a = self.bytes.get(self.at..self.at + N)?.try_into().ok()?;
-        self.at += N;
-        Some(a)
+        self.take(N)?.try_into().ok()
     }
 
     pub(super) fn varint(&mut self) -> Option<u64> {

@@ -87,10 +87,10 @@ pub(super) fn encode<'a>(
 /// malformed value ends in one error.
 pub(super) struct Minutes<'a> {
     hour: i64,
-    present: u64,
+    /// The minutes still to read (bit `i`: minute `i`); `None`: a bad header.
+    present: Option<u64>,
     r: Reader<'a>,
     done: bool,
-    bad_header: bool,
 }
 
 impl<'a> Minutes<'a> {
@@ -104,16 +104,16 @@ impl<'a> Minutes<'a> {
         Minutes {
             hour,
             // Bits 60–63 name no minute.
-            present: present.filter(|p| p >> 60 == 0).unwrap_or(0),
+            present: present.filter(|p| p >> 60 == 0),
             r,
             done: false,
-            bad_header: present.is_none_or(|p| p >> 60 != 0),
         }
     }
 
-    fn minute(&mut self) -> Option<(i64, Partial)> {
-        let m = i64::from(self.present.trailing_zeros());
-        self.present &= self.present - 1;
+    /// The first of the `present` minutes (not 0).
+    fn minute(&mut self, present: u64) -> Option<(i64, Partial)> {
+        let m = i64::from(present.trailing_zeros());
+        self.present = Some(present & (present - 1));
         let start = self.hour + m * MINUTE_US;
         let count = self.r.count()?;
         let bad = self.r.count()?;
@@ -147,15 +147,15 @@ impl Iterator for Minutes<'_> {
         if self.done {
             return None;
         }
-        if self.bad_header {
+        let Some(present) = self.present else {
             self.done = true;
             return Some(Err(corrupt(self.hour)));
-        }
-        if self.present == 0 {
+        };
+        if present == 0 {
             self.done = true;
             return (!self.r.done()).then(|| Err(corrupt(self.hour)));
         }
-        let m = self.minute();
+        let m = self.minute(present);
         self.done = m.is_none();
         Some(m.ok_or_else(|| corrupt(self.hour)))
     }

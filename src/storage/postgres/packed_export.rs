@@ -4,7 +4,7 @@
 //! tags in one query). One REPEATABLE READ snapshot throughout, so a packed copy and
 //! the late minutes in `samples_1m` that outdate it are seen together.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
@@ -16,7 +16,7 @@ use super::packed::HOUR_US;
 use super::packed_samples::decode;
 use crate::domain::{Sample, TagId, TenantId, Timestamp};
 use crate::storage::export::{ChunkWriter, Chunks, spawn_export};
-use crate::storage::rollup::bucket_of;
+use crate::storage::rollup::{bucket_after, bucket_of};
 use crate::storage::{Error, Result};
 
 /// Packed hours fetched per query by readers: bounds the memory they hold.
@@ -72,14 +72,17 @@ async fn read(
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let lo = bucket_of(from, HOUR_US) + if from % HOUR_US == 0 { 0 } else { HOUR_US };
+    let lo = bucket_after(from, HOUR_US);
     let hi = bucket_of(to, HOUR_US);
     let mut current: Vec<(i64, i64)> = Vec::new();
     if lo < hi {
-        let late: HashSet<(i64, i64)> = sqlx::query_as(
-            "SELECT DISTINCT tag_id, bucket - mod(bucket, $5) - CASE WHEN mod(bucket, $5) < 0 \
-             THEN $5 ELSE 0 END FROM samples_1m WHERE tenant_id = $1 AND tag_id = ANY($2) \
-             AND bucket >= $3 AND bucket < $4",
+        // A packed hour is current unless a late minute of it is back in samples_1m.
+        current = sqlx::query_as(
+            "SELECT tag_id, hour FROM samples_packed p WHERE tenant_id = $1 \
+             AND tag_id = ANY($2) AND hour >= $3 AND hour < $4 \
+             AND NOT EXISTS (SELECT 1 FROM samples_1m m WHERE m.tenant_id = $1 \
+                 AND m.tag_id = p.tag_id AND m.bucket >= p.hour AND m.bucket < p.hour + $5) \
+             ORDER BY tag_id, hour",
         )
         .bind(tenant.0)
         .bind(tag_ids)
@@ -87,20 +90,7 @@ async fn read(
         .bind(hi)
         .bind(HOUR_US)
         .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
-        let keys: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT tag_id, hour FROM samples_packed WHERE tenant_id = $1 \
-             AND tag_id = ANY($2) AND hour >= $3 AND hour < $4 ORDER BY tag_id, hour",
-        )
-        .bind(tenant.0)
-        .bind(tag_ids)
-        .bind(lo)
-        .bind(hi)
-        .fetch_all(&mut *tx)
         .await?;
-        current = keys.into_iter().filter(|k| !late.contains(k)).collect();
     }
     if current.is_empty() {
         // Nothing packed to use: one query for all, as `samples` has them.

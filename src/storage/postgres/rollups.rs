@@ -13,7 +13,7 @@ use super::minute_cache::{CachedMinute, HourMinutes, MinuteCache, TagHour};
 use super::packed::{HOUR_US, MINUTE_US, Minutes};
 
 use crate::domain::{TagId, TenantId, Timestamp};
-use crate::storage::rollup::{Partial, bad_level, bucket_of, roll_up};
+use crate::storage::rollup::{Partial, bad_level, bucket_after, bucket_of, roll_up};
 use crate::storage::rows::bucket_width;
 use crate::storage::{Bucket, Error, Result, StoredSample};
 
@@ -160,7 +160,7 @@ pub(super) async fn buckets(
         .into_iter()
         .find(|(_, g)| width % g == 0)
         .map(|(table, g)| {
-            let lo = bucket_of(from.0, g) + if from.0 % g == 0 { 0 } else { g };
+            let lo = bucket_after(from.0, g);
             (table, g, lo, bucket_of(to.0, g))
         });
     let raw: Vec<(i64, i64)> = match rollup {
@@ -289,7 +289,8 @@ async fn packed_hours(
             }
         }
     }
-    // Sorted here: PostgreSQL would sort the wide rows, on disk past `work_mem`.
+    // The merge wants (tag, hour) order: cached hours come in the caller's tag order,
+    // fetched ones in any (sorting the wide rows in PostgreSQL would spill to disk).
     out.sort_unstable_by_key(|(tag, hour, _)| (*tag, *hour));
     Ok(out)
 }
