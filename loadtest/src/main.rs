@@ -4,7 +4,6 @@
 
 mod alarms;
 mod auth;
-mod child;
 mod dnp3;
 mod dnp3_outstations;
 mod history;
@@ -15,17 +14,15 @@ mod modbus_client;
 mod modbus_sim;
 mod mqtt;
 mod mqtt_broker;
-mod mqtt_pub;
 mod mqtt_server;
 mod opcua;
 mod opcua_plant;
 mod opcua_server;
 mod persisted;
 mod plant_server;
-mod prom;
-mod world;
 
 use clap::{Parser, Subcommand};
+use thermacore_loadtest::{child, mqtt_pub, prom, world};
 
 #[derive(Parser)]
 #[command(about = "ThermaCore data-path benchmarks")]

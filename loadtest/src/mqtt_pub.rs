@@ -78,7 +78,7 @@ struct Counters {
 }
 
 /// One gateway's message `n`: `{"ts":MS,"t0":V,…}`.
-fn payload(tags: usize, d: usize, n: u64) -> String {
+pub fn payload(tags: usize, d: usize, n: u64) -> String {
     let mut s = String::with_capacity(24 + tags * 14);
     let _ = write!(s, "{{\"ts\":{}", now_ms());
     for i in 0..tags {

@@ -335,6 +335,16 @@ async fn serve_ws(
 async fn metrics_text(State(state): State<AppState>) -> Response {
     if let Some(core) = state.core.load_full() {
         let rt = &core.api.runtime;
+        let a = rt.actor_counts();
+        let system = a.total - a.tenants - a.devices - a.tenant_services;
+        for (kind, n) in [
+            ("system", system),
+            ("tenant", a.tenants),
+            ("device", a.devices),
+            ("tenant_service", a.tenant_services),
+        ] {
+            metrics::gauge!(names::ACTORS, "kind" => kind).set(n as f64);
+        }
         for t in rt.tenants.iter() {
             t.cache.export_metrics();
             t.live.export_metrics();

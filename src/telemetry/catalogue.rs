@@ -9,6 +9,7 @@ pub mod names {
 
     pub const ACTOR_RESTARTS: &str = "thermacore_actor_restarts_total";
     pub const ACTOR_ESCALATIONS: &str = "thermacore_actor_escalations_total";
+    pub const ACTORS: &str = "thermacore_actors";
     pub const SAMPLES_INGESTED: &str = "thermacore_samples_ingested_total";
     pub const DEVICE_POLLS: &str = "thermacore_device_polls_total";
     pub const DEVICE_POLL_ERRORS: &str = "thermacore_device_poll_errors_total";
@@ -94,6 +95,7 @@ pub mod names {
     pub const ALL: &[Metric] = &[
         Metric::counter(ACTOR_RESTARTS, &["kind"], "1", "Actors restarted by their supervisor, by kind"),
         Metric::counter(ACTOR_ESCALATIONS, &["kind"], "1", "Supervisors that gave up on a child (restart intensity exceeded), by kind"),
+        Metric::gauge(ACTORS, &["kind"], "1", "Running actors by kind: system (root, historian), tenant, device, tenant_service (cache, live hub, alert stream)"),
         Metric::counter(SAMPLES_INGESTED, &["tenant", "protocol"], "1", "Samples produced by device actors, by tenant and protocol"),
         Metric::counter(DEVICE_POLLS, &["protocol"], "1", "Polls performed, by protocol"),
         Metric::counter(DEVICE_POLL_ERRORS, &["protocol", "kind"], "1", "Polls that failed, by protocol and kind"),
