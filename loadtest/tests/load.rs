@@ -189,6 +189,26 @@ fn mqtt_flood_goes_through_the_embedded_broker() {
 }
 
 #[test]
+fn expiring_tokens_are_renewed_without_errors() {
+    // Settings over the generated configuration: tokens that live 2 s. The HTTP
+    // clients and the subscriptions sign in again when the server refuses or closes
+    // them; the report must show the renewals and still no error.
+    let r = run(
+        "mixed",
+        "scenario = \"mixed\"\nduration_secs = 6\nwarmup_secs = 1\ninterval_secs = 3\n[server]\n\
+             [server.settings.auth]\naccess_token_ttl_secs = 2\n\
+             [plant]\ndevices = 3\ntags_per_device = 3\npoll_ms = 200\n\
+             [load]\noperators = 3\nusers = 1\nrefresh_secs = 1\nwriters = 1\nwrites_per_sec = 2.0",
+    );
+    let renewals = r["counters"]["ws_token_renewals"]["total"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(renewals >= 2.0, "{r:#}");
+    assert!(count(&r, "dashboard.tagValues") > 0, "{r:#}");
+    assert!(count(&r, "dashboard.latest") >= 6, "{r:#}");
+}
+
+#[test]
 fn a_server_that_is_not_there_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("q.toml");

@@ -146,3 +146,31 @@ fn passwords_hash_with_argon2id_and_verify() {
     assert!(!verify_password("wrong", &h));
     assert!(!verify_password("correct horse", "not-a-hash"));
 }
+
+#[tokio::test]
+async fn password_hashes_run_a_few_at_a_time() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let slots = hashing_slots();
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..slots * 4 + 4)
+        .map(|_| {
+            let (running, most) = (running.clone(), most.clone());
+            tokio::spawn(run_hashing(move || {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                running.fetch_sub(1, Ordering::SeqCst);
+            }))
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task").expect("blocking call");
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        (1..=slots).contains(&most),
+        "{most} hashes at once, {slots} slots"
+    );
+}

@@ -26,6 +26,9 @@ pub struct Gql {
     url: String,
     login: Arc<Login>,
     token: Arc<RwLock<String>>,
+    /// Held while signing in again, so that the tasks of one user that find its
+    /// token expired together sign in once.
+    renewing: Arc<tokio::sync::Mutex<()>>,
 }
 
 const LOGIN: &str = "mutation($t:String!,$u:String!,$p:String!){login(tenant:$t,username:$u,password:$p){accessToken}}";
@@ -53,6 +56,7 @@ impl Gql {
             url: format!("{}/graphql", base.trim_end_matches('/')),
             login: Arc::new(login),
             token: Arc::new(RwLock::new(String::new())),
+            renewing: Arc::new(tokio::sync::Mutex::new(())),
         };
         gql.sign_in().await?;
         Ok(gql)
@@ -60,6 +64,16 @@ impl Gql {
 
     pub fn token(&self) -> String {
         self.token.read().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Signs in again after the server refused `stale`, unless another task of
+    /// this user already replaced it.
+    pub async fn renew(&self, stale: &str) -> Result<(), String> {
+        let _one_at_a_time = self.renewing.lock().await;
+        if self.token() != stale {
+            return Ok(());
+        }
+        self.sign_in().await
     }
 
     async fn sign_in(&self) -> Result<(), String> {
@@ -111,7 +125,7 @@ impl Gql {
         let token = self.token();
         match self.post(query, vars.clone(), Some(&token)).await {
             Err(k) if k == "graphql_UNAUTHENTICATED" || k == "http_401" => {
-                self.sign_in().await.map_err(|_| k)?;
+                self.renew(&token).await.map_err(|_| k)?;
                 self.post(query, vars, Some(&self.token())).await
             }
             other => other,
@@ -151,6 +165,9 @@ impl Gql {
     }
 }
 
+/// The kind of a subscription ended because its token expired.
+pub const TOKEN_EXPIRED: &str = "token_expired";
+
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -168,9 +185,10 @@ pub enum Event {
 }
 
 impl Subscription {
-    /// Connects, authenticates and subscribes.
+    /// Connects, authenticates with `token` and subscribes.
     pub async fn open(
         gql: &Gql,
+        token: &str,
         query: &str,
         vars: Value,
         timeout: Duration,
@@ -188,7 +206,7 @@ impl Subscription {
             .map_err(|_| "ws_timeout".to_string())?
             .map_err(|_| "ws_connect".to_string())?;
         let mut s = Subscription { ws };
-        s.send(json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {}", gql.token())}}))
+        s.send(json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {token}")}}))
             .await?;
         match tokio::time::timeout(timeout, s.message()).await {
             Err(_) => return Err("ws_ack_timeout".into()),
@@ -225,10 +243,13 @@ impl Subscription {
                     return Ok(v);
                 }
                 Some(Ok(Message::Close(f))) => {
-                    return Err(format!(
-                        "ws_closed_{}",
-                        f.map_or(1005, |f| u16::from(f.code))
-                    ));
+                    let code = f.as_ref().map_or(1005, |f| u16::from(f.code));
+                    // The server ends a subscription whose token expired (4403,
+                    // "expired"): the client signs in again, as a frontend does.
+                    if code == 4403 && f.is_some_and(|f| f.reason.contains("expired")) {
+                        return Err(TOKEN_EXPIRED.into());
+                    }
+                    return Err(format!("ws_closed_{code}"));
                 }
                 Some(Ok(_)) => continue,
             }

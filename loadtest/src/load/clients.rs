@@ -9,7 +9,7 @@ use rand::seq::IndexedRandom;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::client::{Event, Gql, Subscription, age};
+use super::client::{Event, Gql, Subscription, TOKEN_EXPIRED, age};
 use super::scenario::Load;
 use super::stats::Recorder;
 
@@ -141,16 +141,18 @@ pub async fn subscriber(mut ctx: Ctx, gql: Gql, ids: Vec<String>, op: &'static s
     };
     let timeout = Duration::from_millis(ctx.load.timeout_ms);
     while !ctx.stopped() {
-        let mut sub = match Subscription::open(&gql, query, json!({"ids": ids}), timeout).await {
-            Ok(s) => s,
-            Err(k) => {
-                ctx.rec.err(op, &k);
-                if ctx.pause(Duration::from_secs(1)).await {
-                    return;
+        let token = gql.token();
+        let mut sub =
+            match Subscription::open(&gql, &token, query, json!({"ids": ids}), timeout).await {
+                Ok(s) => s,
+                Err(k) => {
+                    ended(&ctx, &gql, &token, op, &k).await;
+                    if ctx.pause(Duration::from_secs(1)).await {
+                        return;
+                    }
+                    continue;
                 }
-                continue;
-            }
-        };
+            };
         let mut initial = ids.len();
         let mut stop = ctx.stop.clone();
         loop {
@@ -172,11 +174,26 @@ pub async fn subscriber(mut ctx: Ctx, gql: Gql, ids: Vec<String>, op: &'static s
                     None => ctx.rec.err(op, "no_time"),
                 },
                 Event::Ended(k) => {
-                    ctx.rec.err(op, &k);
-                    ctx.rec.add("ws_reconnects", 1);
+                    ended(&ctx, &gql, &token, op, &k).await;
                     break;
                 }
             }
+        }
+    }
+}
+
+/// A subscription that ended (or did not open) with `kind`: an error, except for an
+/// expired token; either way the next attempt signs in first when the server
+/// refused the token.
+async fn ended(ctx: &Ctx, gql: &Gql, token: &str, op: &'static str, kind: &str) {
+    ctx.rec.add("ws_reconnects", 1);
+    if kind != TOKEN_EXPIRED {
+        ctx.rec.err(op, kind);
+    }
+    if kind == TOKEN_EXPIRED || kind == "ws_refused" || kind.starts_with("ws_closed_44") {
+        match gql.renew(token).await {
+            Ok(()) => ctx.rec.add("ws_token_renewals", 1),
+            Err(_) => ctx.rec.err(op, "sign_in"),
         }
     }
 }
@@ -287,10 +304,11 @@ async fn alarm_events(mut ctx: Ctx, gql: Gql) {
     let timeout = Duration::from_millis(ctx.load.timeout_ms);
     let query = "subscription{alarmEvents{alarmId to at}}";
     while !ctx.stopped() {
-        let mut sub = match Subscription::open(&gql, query, json!({}), timeout).await {
+        let token = gql.token();
+        let mut sub = match Subscription::open(&gql, &token, query, json!({}), timeout).await {
             Ok(s) => s,
             Err(k) => {
-                ctx.rec.err(op, &k);
+                ended(&ctx, &gql, &token, op, &k).await;
                 if ctx.pause(Duration::from_secs(1)).await {
                     return;
                 }
@@ -313,7 +331,7 @@ async fn alarm_events(mut ctx: Ctx, gql: Gql) {
                     None => ctx.rec.err(op, "no_time"),
                 },
                 Event::Ended(k) => {
-                    ctx.rec.err(op, &k);
+                    ended(&ctx, &gql, &token, op, &k).await;
                     break;
                 }
             }

@@ -73,10 +73,9 @@ fn main() -> anyhow::Result<()> {
                 .broker
                 .rsplit_once(':')
                 .and_then(|(h, p)| Some((h, p.parse().ok()?)));
-            print!(
-                "{}",
-                plant::config(&s, "load", "sqlite:thermacore-load.db", broker)
-            );
+            let text = plant::config(&s, "load", "sqlite:thermacore-load.db", broker)
+                .map_err(anyhow::Error::msg)?;
+            print!("{text}");
             Ok(())
         }
         Command::Run {
@@ -368,6 +367,7 @@ fn spawn_clients(
         Kind::Commands => writers(&mut tasks),
         Kind::Mixed | Kind::Soak => {
             let mut devices: Vec<String> = ctx.tags.iter().map(|t| t.device.clone()).collect();
+            devices.sort_unstable();
             devices.dedup();
             for i in 0..l.operators {
                 let device =

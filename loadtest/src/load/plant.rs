@@ -9,8 +9,37 @@ use super::scenario::{Kind, Scenario};
 /// Devices per unit: units group the plant for the alarm and device views.
 const DEVICES_PER_UNIT: usize = 10;
 
-/// The whole configuration file.
-pub fn config(s: &Scenario, tenant: &str, store_url: &str, broker: Option<(&str, u16)>) -> String {
+/// The whole configuration file: the generated one with `server.settings` over it.
+pub fn config(
+    s: &Scenario,
+    tenant: &str,
+    store_url: &str,
+    broker: Option<(&str, u16)>,
+) -> Result<String, String> {
+    let text = generated(s, tenant, store_url, broker);
+    if s.server.settings.is_empty() {
+        return Ok(text);
+    }
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("the generated configuration: {e}"))?;
+    merge(&mut table, &s.server.settings);
+    toml::to_string(&table).map_err(|e| format!("server.settings: {e}"))
+}
+
+/// `over`'s keys replace `base`'s; tables are merged key by key.
+fn merge(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+fn generated(s: &Scenario, tenant: &str, store_url: &str, broker: Option<(&str, u16)>) -> String {
     let mut c = String::new();
     let _ = write!(
         c,
@@ -129,7 +158,7 @@ mod tests {
             "scenario = \"mixed\"\n[plant]\ndevices = 25\ntags_per_device = 4\nalarm_tags = 2\n\
              [mqtt]\ngateways = 3\nvalues = 5",
         );
-        let text = config(&s, "load", "sqlite::memory:", None);
+        let text = config(&s, "load", "sqlite::memory:", None).expect("config");
         let c = parse_str(&text, "generated").unwrap_or_else(|e| panic!("{e}\n{text}"));
         let t = &c.tenants[0];
         assert_eq!(t.units.len(), 3);
@@ -153,9 +182,25 @@ mod tests {
         let flood = scenario(
             "scenario = \"mqtt-flood\"\n[plant]\ndevices = 0\n[mqtt]\ngateways = 3\nvalues = 5",
         );
-        let text = config(&flood, "load", "sqlite::memory:", Some(("127.0.0.1", 1884)));
+        let text =
+            config(&flood, "load", "sqlite::memory:", Some(("127.0.0.1", 1884))).expect("config");
         let c = parse_str(&text, "generated").unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(c.tenants[0].devices.len(), 3);
         assert_eq!(c.tenants[0].devices[2].tags.len(), 5);
+    }
+
+    #[test]
+    fn settings_go_over_the_generated_configuration() {
+        let s = scenario(
+            "scenario = \"ingest\"\n[plant]\ndevices = 2\ntags_per_device = 1\n\
+             [server.settings.historian]\nbatch_size = 2000\n[server.settings.api]\nuser_requests_per_sec = 50",
+        );
+        let text = config(&s, "load", "sqlite::memory:", None).expect("config");
+        let c = parse_str(&text, "generated").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(c.historian.batch_size, 2000);
+        assert_eq!(c.api.user_requests_per_sec, 50);
+        // What the settings do not name stays as generated.
+        assert_eq!(c.api.anonymous_requests_per_sec, 100_000);
+        assert_eq!(c.tenants[0].devices.len(), 2);
     }
 }

@@ -96,8 +96,9 @@ pub struct ServerSpec {
     pub binary: Option<PathBuf>,
     /// Store of a started server: `sqlite` (a temporary file) or `postgres://…`.
     pub store: String,
-    /// Whether a started server's historian stores samples.
-    pub historian: bool,
+    /// Settings of a started server over the generated ones, as in its
+    /// configuration file: `[server.settings.historian] batch_size = 2000`.
+    pub settings: toml::Table,
 }
 
 impl Default for ServerSpec {
@@ -110,7 +111,7 @@ impl Default for ServerSpec {
             pid: None,
             binary: None,
             store: "sqlite".into(),
-            historian: true,
+            settings: toml::Table::new(),
         }
     }
 }

@@ -182,7 +182,8 @@ impl Target {
             &tenant,
             &store_url,
             broker.as_ref().map(|(h, p)| (h.as_str(), *p)),
-        );
+        )
+        .map_err(anyhow::Error::msg)?;
         std::fs::write(&cfg, text)?;
         let cfg_s = cfg.display().to_string();
 

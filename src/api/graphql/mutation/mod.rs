@@ -15,7 +15,7 @@ use async_graphql::{Context, MergedObject};
 
 use super::types::AuthPayload;
 use super::{ApiError, api, fail};
-use crate::api::auth::{hash_password, verify_password};
+use crate::api::auth::{hash_password, run_hashing, verify_password};
 use crate::api::tokens;
 use crate::domain::{Timestamp, User, UserState};
 
@@ -102,17 +102,17 @@ fn check_password(ctx: &Context<'_>, password: &str) -> async_graphql::Result<()
     Ok(())
 }
 
-/// argon2id off the async threads.
+/// argon2id off the async threads, a few at a time.
 async fn hash(ctx: &Context<'_>, password: String) -> async_graphql::Result<String> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
+    run_hashing(move || hash_password(&password))
         .await
         .map_err(|e| fail(ctx, ApiError::Internal(e.to_string())))?
         .map_err(|e| fail(ctx, ApiError::Internal(e.to_string())))
 }
 
-/// Checks a password against a hash, off the async threads.
+/// Checks a password against a hash, off the async threads, a few at a time.
 async fn matches(ctx: &Context<'_>, password: String, hash: String) -> async_graphql::Result<bool> {
-    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+    run_hashing(move || verify_password(&password, &hash))
         .await
         .map_err(|e| fail(ctx, ApiError::Internal(e.to_string())))
 }
