@@ -131,29 +131,47 @@ pub enum From {
 }
 
 /// A subscriber to `ids`: records the age of every value it receives as `op`
-/// (the current values sent first are skipped), reconnecting when the
-/// subscription ends.
-pub async fn subscriber(mut ctx: Ctx, gql: Gql, ids: Vec<String>, op: &'static str, from: From) {
+/// (the current values sent first are skipped).
+pub async fn subscriber(ctx: Ctx, gql: Gql, ids: Vec<String>, op: &'static str, from: From) {
     let query = "subscription($ids:[ID!]){tagValues(tagIds:$ids){tagId value quality serverTime sourceTime}}";
     let field = match from {
         From::ServerTime => "serverTime",
         From::SourceTime => "sourceTime",
     };
+    let skip = ids.len();
+    let vars = json!({ "ids": ids });
+    follow(ctx, gql, query, vars, op, skip, |d| {
+        d["tagValues"][field].as_str().and_then(age)
+    })
+    .await
+}
+
+/// Follows one subscription until the run stops, reconnecting when it ends: the
+/// first `skip` messages of each connection are not measured, the others are
+/// recorded as `op` with the age `age_of` reads from them.
+async fn follow(
+    mut ctx: Ctx,
+    gql: Gql,
+    query: &str,
+    vars: Value,
+    op: &'static str,
+    skip: usize,
+    age_of: impl Fn(&Value) -> Option<Duration>,
+) {
     let timeout = Duration::from_millis(ctx.load.timeout_ms);
     while !ctx.stopped() {
         let token = gql.token();
-        let mut sub =
-            match Subscription::open(&gql, &token, query, json!({"ids": ids}), timeout).await {
-                Ok(s) => s,
-                Err(k) => {
-                    ended(&ctx, &gql, &token, op, &k).await;
-                    if ctx.pause(Duration::from_secs(1)).await {
-                        return;
-                    }
-                    continue;
+        let mut sub = match Subscription::open(&gql, &token, query, vars.clone(), timeout).await {
+            Ok(s) => s,
+            Err(k) => {
+                ended(&ctx, &gql, &token, op, &k).await;
+                if ctx.pause(Duration::from_secs(1)).await {
+                    return;
                 }
-            };
-        let mut initial = ids.len();
+                continue;
+            }
+        };
+        let mut initial = skip;
         let mut stop = ctx.stop.clone();
         loop {
             let ev = tokio::select! {
@@ -165,11 +183,8 @@ pub async fn subscriber(mut ctx: Ctx, gql: Gql, ids: Vec<String>, op: &'static s
                 return;
             };
             match ev {
-                Event::Data(d) if initial > 0 => {
-                    let _ = d;
-                    initial -= 1;
-                }
-                Event::Data(d) => match d["tagValues"][field].as_str().and_then(age) {
+                Event::Data(_) if initial > 0 => initial -= 1,
+                Event::Data(d) => match age_of(&d) {
                     Some(a) => ctx.rec.ok(op, a),
                     None => ctx.rec.err(op, "no_time"),
                 },
@@ -299,42 +314,10 @@ async fn join(a: tokio::task::JoinHandle<()>, b: tokio::task::JoinHandle<()>) {
 }
 
 /// The tenant's alarm events, recorded by the age of their transition.
-async fn alarm_events(mut ctx: Ctx, gql: Gql) {
-    let op = "alarmEvents";
-    let timeout = Duration::from_millis(ctx.load.timeout_ms);
+async fn alarm_events(ctx: Ctx, gql: Gql) {
     let query = "subscription{alarmEvents{alarmId to at}}";
-    while !ctx.stopped() {
-        let token = gql.token();
-        let mut sub = match Subscription::open(&gql, &token, query, json!({}), timeout).await {
-            Ok(s) => s,
-            Err(k) => {
-                ended(&ctx, &gql, &token, op, &k).await;
-                if ctx.pause(Duration::from_secs(1)).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        let mut stop = ctx.stop.clone();
-        loop {
-            let ev = tokio::select! {
-                ev = sub.next() => Some(ev),
-                _ = stop.wait_for(|s| *s) => None,
-            };
-            let Some(ev) = ev else {
-                sub.close().await;
-                return;
-            };
-            match ev {
-                Event::Data(d) => match d["alarmEvents"]["at"].as_str().and_then(age) {
-                    Some(a) => ctx.rec.ok(op, a),
-                    None => ctx.rec.err(op, "no_time"),
-                },
-                Event::Ended(k) => {
-                    ended(&ctx, &gql, &token, op, &k).await;
-                    break;
-                }
-            }
-        }
-    }
+    follow(ctx, gql, query, json!({}), "alarmEvents", 0, |d| {
+        d["alarmEvents"]["at"].as_str().and_then(age)
+    })
+    .await
 }
