@@ -81,7 +81,7 @@ pub fn peak_rss_kib() -> u64 {
 }
 
 /// A `… kB` field of `/proc/{pid}/status`.
-fn status_kib(pid: &str, field: &str) -> u64 {
+pub fn status_kib(pid: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

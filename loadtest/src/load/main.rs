@@ -339,8 +339,9 @@ fn spawn_clients(
         }
     };
     match s.scenario {
-        Kind::Ingest => subscribers(&mut tasks, l.subscribers, "tagValues", From::ServerTime),
-        Kind::Subscribers => subscribers(&mut tasks, l.subscribers, "tagValues", From::ServerTime),
+        Kind::Ingest | Kind::Subscribers => {
+            subscribers(&mut tasks, l.subscribers, "tagValues", From::ServerTime)
+        }
         Kind::MqttFlood => {
             if let Some((host, port)) = &target.broker {
                 tasks.extend(flood::start(

@@ -291,15 +291,9 @@ impl Target {
     /// Memory (KiB: resident, peak) and CPU ticks of the server, when measurable.
     pub fn usage(&self) -> Option<(u64, u64, u64)> {
         let pid = self.pid?.to_string();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let kib = |field: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(field))
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        };
+        // A process that is gone has no status file: nothing to measure.
+        std::fs::metadata(format!("/proc/{pid}/status")).ok()?;
+        let kib = |field| world::status_kib(&pid, field);
         Some((kib("VmRSS:"), kib("VmHWM:"), world::cpu_ticks(&pid)))
     }
 
