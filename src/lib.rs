@@ -20,6 +20,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod drivers;
+pub mod manage;
 pub mod secrets;
 pub mod storage;
 pub mod telemetry;

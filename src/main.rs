@@ -196,6 +196,7 @@ async fn async_main(cli: Cli) -> anyhow::Result<()> {
                 client_addr: None,
                 summary: serde_json::json!({"username": username, "role": role.as_str(), "password": "***"})
                     .to_string(),
+                changes: None,
             };
             store
                 .append_audit(&record)

@@ -210,3 +210,72 @@ async fn postgres_lost_while_running_is_buffered_then_written() {
     );
     guard.drop_database().await;
 }
+
+#[tokio::test]
+async fn live_configuration_on_postgres_round_trips_and_applies() {
+    let Some((url, _guard)) = pg::fresh_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tenant = "pg-live";
+    let mut config = server::config(&plant(tenant), dir.path());
+    config.storage.url = url.clone();
+    let s = server::start(config, &[(tenant, "admin", Role::Admin)]).await;
+    s.wait_ready().await;
+    let token = s.login(tenant, "admin").await;
+    let import = "mutation($d: String!, $m: ImportMode!) { importConfig(document: $d, mode: $m) { created updated deleted } }";
+    let doc = "[[units]]\nname = \"u\"\n\n[[devices]]\nname = \"new\"\nunit = \"u\"\npoll_ms = 50\ndriver = { protocol = \"sim\" }\n\n[[devices.tags]]\nname = \"c\"\naddress = \"counter\"\ndata_type = \"i64\"\nalarms = [{ name = \"many\", type = \"high\", setpoint = 1000000 }]\n";
+    let r = s
+        .data(&token, import, json!({"d": doc, "m": "MERGE"}))
+        .await;
+    assert_eq!(r["importConfig"]["created"], 4, "{r}");
+    let tags = s.tag_ids(&token).await;
+    let c = tags["c"].clone();
+    eventually(
+        Duration::from_secs(10),
+        "the imported device reads",
+        || async {
+            let d = s
+                .data(
+                    &token,
+                    "query($t:[ID!]!){latest(tagIds:$t){value}}",
+                    json!({"t": [c]}),
+                )
+                .await;
+            d["latest"][0]["value"].is_number()
+        },
+    )
+    .await;
+    let export = "{ exportConfig }";
+    let first = s.data(&token, export, json!({})).await["exportConfig"]
+        .as_str()
+        .expect("export")
+        .to_string();
+    let r = s
+        .data(&token, import, json!({"d": first, "m": "REPLACE"}))
+        .await;
+    assert_eq!(
+        r["importConfig"],
+        json!({"created": 0, "updated": 0, "deleted": 0}),
+        "{r}"
+    );
+    let again = s.data(&token, export, json!({})).await["exportConfig"].clone();
+    assert_eq!(again, first.as_str());
+    // REPLACE with the file's device only: the imported one goes, its id is not reused.
+    let only = "[[devices]]\nname = \"d\"\npoll_ms = 10\ndriver = { protocol = \"sim\", generated_tags = 50 }\n";
+    let r = s
+        .data(&token, import, json!({"d": only, "m": "REPLACE"}))
+        .await;
+    // The unit and the device (its tag and rule go with it).
+    assert_eq!(r["importConfig"]["deleted"], 2, "{r}");
+    let d = s.data(&token, "{devices{name}}", json!({})).await;
+    assert_eq!(d["devices"], json!([{"name": "d"}]));
+    let r = s
+        .gql(
+            Some(&token),
+            "query($t:[ID!]!){latest(tagIds:$t){value}}",
+            json!({"t": [c]}),
+        )
+        .await;
+    assert_eq!(r["errors"][0]["extensions"]["code"], "NOT_FOUND", "{r}");
+}

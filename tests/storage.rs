@@ -4,6 +4,8 @@
 
 #[path = "storage/alarms.rs"]
 mod alarms;
+#[path = "storage/changes.rs"]
+mod changes;
 mod common;
 #[path = "storage/packing.rs"]
 mod packing;
@@ -42,6 +44,7 @@ async fn conformance(store: Arc<dyn Store>) {
     security::security(&*store, &world).await;
     alarms::alarms(&*store, &world).await;
     alarms::anomalies(&*store, &world).await;
+    changes::changes(&*store, &world).await;
 }
 
 /// Every row of an export stream, failing on an error.

@@ -64,7 +64,9 @@ pub async fn run(
         .map(|s| {
             tokio::spawn(async move {
                 loop {
-                    let _ = s.recv().await;
+                    if s.recv().await.is_none() {
+                        break;
+                    }
                 }
             })
         })

@@ -8,6 +8,7 @@ mod dnp3;
 mod dnp3_outstations;
 mod history;
 mod idle;
+mod import;
 mod inmem;
 mod modbus;
 mod modbus_client;
@@ -79,6 +80,19 @@ enum Scenario {
         /// and takes long on PostgreSQL).
         #[arg(long, value_delimiter = ',', default_values_t = [60, 3600])]
         widths: Vec<i64>,
+    },
+    /// Live configuration at scale: one importConfig of a plant of sim devices through
+    /// a real server (dry run, import, all online, export, re-import, single updates).
+    Import {
+        /// `postgres://…`; default a temporary SQLite file per run.
+        #[arg(long)]
+        store: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 10)]
+        tags: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
     /// Many idle sim devices: start-up time and memory per device actor.
     Idle {
@@ -343,6 +357,12 @@ fn main() -> anyhow::Result<()> {
                 .await
             }
             Scenario::Idle { devices } => idle::run(devices).await,
+            Scenario::Import {
+                store,
+                devices,
+                tags,
+                runs,
+            } => import::run(store, devices, tags, runs).await,
             Scenario::Modbus {
                 devices,
                 registers,

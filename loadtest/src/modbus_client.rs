@@ -79,7 +79,7 @@ pub async fn start_server(
     let deadline = Instant::now() + online_within;
     loop {
         let states = client.states().await?;
-        if states.get("ONLINE") == Some(&devices) {
+        if states.get("ONLINE").copied().unwrap_or(0) == devices {
             break;
         }
         anyhow::ensure!(

@@ -25,7 +25,7 @@ use super::alarm_writer::AlarmWriter;
 use super::shared::TenantShared;
 use super::tenant::DeviceWorld;
 use crate::alarms::{AlarmEvent, AlarmView, Anomaly, Command, Engine, EngineError, TagInfo};
-use crate::domain::{RuleId, SampleBatch, Timestamp};
+use crate::domain::{DeviceId, RuleId, SampleBatch, TagId, Timestamp};
 use crate::storage::Store;
 use crate::telemetry::names;
 
@@ -60,6 +60,14 @@ pub enum AlertMsg {
     },
     /// Replies once every transition so far is recorded (or failed to be).
     Flush(RpcReplyPort<Result<(), String>>),
+    /// The configuration changed: reload the rules from the store for `devices` (as
+    /// configured now). Alarms whose rule stays keep their state; a disabled device's
+    /// alarms are suppressed, an enabled one's unsuppressed. Replies with the store's
+    /// error, if the rules could not be read (the old ones stay).
+    Reconfigure {
+        devices: Vec<Arc<DeviceWorld>>,
+        reply: RpcReplyPort<Result<(), String>>,
+    },
 }
 
 pub struct AlertArgs {
@@ -70,10 +78,33 @@ pub struct AlertArgs {
 
 pub struct AlertState {
     shared: Arc<TenantShared>,
+    /// Where the rules are read again when the configuration changes.
+    store: Arc<dyn Store>,
     engine: Engine,
     /// Records transitions in order, off the evaluation path.
     writer: Option<AlarmWriter>,
     ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What the engine needs of the tenant's tags, and the devices out of service.
+fn tag_infos(devices: &[Arc<DeviceWorld>]) -> (HashMap<TagId, Arc<TagInfo>>, HashSet<DeviceId>) {
+    let mut tags = HashMap::new();
+    let mut out_of_service = HashSet::new();
+    for d in devices {
+        if !d.device.spec.enabled {
+            out_of_service.insert(d.device.id);
+        }
+        for t in &d.tags {
+            let info = TagInfo {
+                name: t.spec.name.clone(),
+                eng_unit: t.spec.eng_unit.clone().unwrap_or_default(),
+                device: t.device,
+                unit: t.spec.unit.or(d.device.spec.unit),
+            };
+            tags.insert(t.id, Arc::new(info));
+        }
+    }
+    (tags, out_of_service)
 }
 
 /// The alert stream actor.
@@ -110,6 +141,31 @@ impl AlertStreamActor {
             // No subscriber is not an error.
             let _ = st.shared.alarm_events.send(e.clone());
         }
+    }
+
+    /// Takes the rules as stored now (see [`AlertMsg::Reconfigure`]).
+    async fn reconfigure(
+        st: &mut AlertState,
+        store: &dyn Store,
+        devices: &[Arc<DeviceWorld>],
+    ) -> Result<(), String> {
+        let rules = store
+            .alarm_rules(st.shared.tenant.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (tags, out_of_service) = tag_infos(devices);
+        let mut events = Vec::new();
+        let removed =
+            st.engine
+                .reconfigure(rules, &tags, &out_of_service, Timestamp::now(), &mut events);
+        for rule in removed {
+            st.shared.alarms.remove(&rule);
+        }
+        for view in st.engine.views() {
+            st.shared.alarms.insert(view.rule.id, view);
+        }
+        Self::record(st, events, Vec::new());
+        Ok(())
     }
 
     async fn command(
@@ -157,22 +213,7 @@ impl Actor for AlertStreamActor {
         // its backoff.
         let rules = args.store.alarm_rules(tenant).await?;
         let stored = args.store.alarm_states(tenant).await?;
-        let mut tags = HashMap::new();
-        let mut out_of_service = HashSet::new();
-        for d in &args.devices {
-            if !d.device.spec.enabled {
-                out_of_service.insert(d.device.id);
-            }
-            for t in &d.tags {
-                let info = TagInfo {
-                    name: t.spec.name.clone(),
-                    eng_unit: t.spec.eng_unit.clone().unwrap_or_default(),
-                    device: t.device,
-                    unit: t.spec.unit.or(d.device.spec.unit),
-                };
-                tags.insert(t.id, Arc::new(info));
-            }
-        }
+        let (tags, out_of_service) = tag_infos(&args.devices);
         let mut events = Vec::new();
         let engine = Engine::new(
             rules,
@@ -190,6 +231,7 @@ impl Actor for AlertStreamActor {
         let writer =
             AlarmWriter::start(args.store.clone(), tenant, args.shared.tenant.name.clone());
         let st = AlertState {
+            store: args.store.clone(),
             shared: args.shared,
             engine,
             writer: Some(writer),
@@ -249,6 +291,11 @@ impl Actor for AlertStreamActor {
                     Some(w) => w.record(Vec::new()).await,
                     None => Err("the alarm recorder stopped".into()),
                 };
+                let _ = reply.send(result);
+            }
+            AlertMsg::Reconfigure { devices, reply } => {
+                let store = st.store.clone();
+                let result = Self::reconfigure(st, store.as_ref(), &devices).await;
                 let _ = reply.send(result);
             }
         }

@@ -159,6 +159,17 @@ impl CacheView {
     }
 }
 
+impl CacheView {
+    /// Forgets deleted tags: they are no longer the tenant's (reads say unknown, late
+    /// samples are not applied). Called by the tenant actor when the configuration
+    /// changes, after the tags' device stopped or was re-planned without them.
+    pub(crate) fn forget(&self, tags: &[TagId]) {
+        for t in tags {
+            self.entries.remove(t);
+        }
+    }
+}
+
 /// A tag the cache should know, with its staleness limit.
 #[derive(Debug, Clone)]
 pub struct TagRegistration {

@@ -64,6 +64,14 @@ pub enum DeviceMsg {
         nodes: Vec<String>,
         reply: RpcReplyPort<Result<ImportOutcome, drivers::Error>>,
     },
+    /// The device's tags changed (its own settings did not): re-plan on the open
+    /// link and poll with the new plan at once. Only for drivers that
+    /// [re-plan live](crate::drivers::DriverConfig::replans_live). Replies with the
+    /// plan's refusal, if any.
+    Reconfigure {
+        world: Arc<DeviceWorld>,
+        reply: RpcReplyPort<Result<(), String>>,
+    },
 }
 
 pub struct DeviceArgs {
@@ -338,6 +346,86 @@ impl DeviceActor {
     }
 }
 
+impl DeviceActor {
+    /// Plans the reads of the device's tags (its world's and the ones announced
+    /// since): poll groups, the staleness of each tag in the cache, deadbands. On a
+    /// refusal the device keeps no poll groups and its status says why.
+    fn plan(st: &mut DeviceState) -> Result<(), String> {
+        let id = st.id();
+        let spec = &st.world.device.spec;
+        let tags: Vec<Tag> = st.world.tags.iter().chain(&st.announced).cloned().collect();
+        let plan = st
+            .driver
+            .plan(&tags, spec.poll_ms)
+            .map_err(|e| e.to_string());
+        st.planned = plan.is_ok();
+        st.shared.update_status(id, |s| match &plan {
+            Ok(p) => {
+                s.requests_per_cycle = p.requests_per_cycle();
+                s.groups = p.groups.clone();
+                s.config_error = None;
+            }
+            Err(e) => {
+                s.requests_per_cycle = 0;
+                s.groups = Vec::new();
+                s.config_error = Some(e.clone());
+            }
+        });
+        let plan = plan?;
+        st.groups = plan
+            .groups
+            .iter()
+            .map(|g| Group {
+                period: Duration::from_millis(g.period_ms),
+                next: Instant::now(),
+                degraded: false,
+                empty: g.tags == 0,
+            })
+            .collect();
+        // Each tag's period: its poll group's, or the device's.
+        let group_period: HashMap<TagId, u64> = plan
+            .tag_groups
+            .iter()
+            .filter_map(|(t, g)| Some((*t, plan.groups.get(*g)?.period_ms)))
+            .collect();
+        let period_of = |tag: TagId| group_period.get(&tag).copied().unwrap_or(spec.poll_ms);
+        st.by_exception = plan.by_exception;
+        let regs: Vec<TagRegistration> = tags
+            .iter()
+            .map(|t| TagRegistration {
+                tag: t.id,
+                stale_after_us: if plan.by_exception {
+                    i64::MAX
+                } else {
+                    st.cache.stale_after_us(period_of(t.id))
+                },
+            })
+            .collect();
+        st.shared.cache_actor.cast(CacheMsg::Register(regs));
+        st.deadband = Deadbands::new(&tags, period_of, &st.cache);
+        Ok(())
+    }
+
+    /// New tags on the open link: re-plan, and read with the new plan at once.
+    fn retag(
+        me: &ActorRef<DeviceMsg>,
+        st: &mut DeviceState,
+        world: Arc<DeviceWorld>,
+    ) -> Result<(), String> {
+        st.world = world;
+        // Announced tags are stored: the world as stored holds them now.
+        st.announced.clear();
+        let planned = Self::plan(st);
+        if let Err(e) = &planned {
+            st.set_state(LinkState::Offline, Some(e.clone()));
+        }
+        if st.connected {
+            Self::start_polling(me, st);
+        }
+        planned
+    }
+}
+
 impl Actor for DeviceActor {
     type Msg = DeviceMsg;
     type State = DeviceState;
@@ -352,84 +440,27 @@ impl Actor for DeviceActor {
         let security = spec
             .security
             .open_for(&spec.name, args.secret_key.as_deref())?;
-        let mut driver = drivers::build(&spec.driver, security);
-        let plan = driver.plan(&args.world.tags, spec.poll_ms);
-        let id = args.world.device.id;
-        let groups = plan.as_ref().map_or_else(
-            |_| Vec::new(),
-            |p| {
-                p.groups
-                    .iter()
-                    .map(|g| Group {
-                        period: Duration::from_millis(g.period_ms),
-                        next: Instant::now(),
-                        degraded: false,
-                        empty: g.tags == 0,
-                    })
-                    .collect()
-            },
-        );
-        args.shared.update_status(id, |s| {
-            if let Ok(p) = &plan {
-                s.requests_per_cycle = p.requests_per_cycle();
-                s.groups = p.groups.clone();
-            }
-        });
-        if let Err(e) = &plan {
-            args.shared
-                .set_state(id, LinkState::Offline, Some(e.to_string()));
-            tracing::error!(device = %spec.name, error = %e, "read plan refused; device not polled until its configuration is fixed");
-        }
-        // Each tag's period: its poll group's, or the device's.
-        let group_period: HashMap<TagId, u64> = plan
-            .as_ref()
-            .map(|p| {
-                p.tag_groups
-                    .iter()
-                    .filter_map(|(t, g)| Some((*t, p.groups.get(*g)?.period_ms)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let period_of = |tag: TagId| group_period.get(&tag).copied().unwrap_or(spec.poll_ms);
-        let by_exception = plan.as_ref().is_ok_and(|p| p.by_exception);
-        if by_exception {
-            let regs = args
-                .world
-                .tags
-                .iter()
-                .map(|t| TagRegistration {
-                    tag: t.id,
-                    stale_after_us: i64::MAX,
-                })
-                .collect();
-            args.shared.cache_actor.cast(CacheMsg::Register(regs));
-        } else if !group_period.is_empty() {
-            let regs = group_period
-                .iter()
-                .map(|(tag, period)| TagRegistration {
-                    tag: *tag,
-                    stale_after_us: args.cache.stale_after_us(*period),
-                })
-                .collect();
-            args.shared.cache_actor.cast(CacheMsg::Register(regs));
-        }
-        let deadband = Deadbands::new(&args.world.tags, period_of, &args.cache);
+        let driver = drivers::build(&spec.driver, security);
         let mut st = DeviceState {
-            planned: plan.is_ok(),
+            planned: false,
+            deadband: Deadbands::new(&[], |_| 0, &args.cache),
             world: args.world,
             driver,
             shared: args.shared,
             historian: args.historian,
             connected: false,
             run: 0,
-            groups,
+            groups: Vec::new(),
             reconnect_backoff: Duration::ZERO,
-            deadband,
             announced: Vec::new(),
-            by_exception,
+            by_exception: false,
             catalog: args.catalog,
             cache: args.cache,
         };
+        if let Err(e) = Self::plan(&mut st) {
+            st.set_state(LinkState::Offline, Some(e.clone()));
+            tracing::error!(device = %st.world.device.spec.name, error = %e, "read plan refused; device not polled until its configuration is fixed");
+        }
         st.reconnect_backoff = st.initial_backoff();
         Ok(st)
     }
@@ -459,7 +490,15 @@ impl Actor for DeviceActor {
                     Box::pin(Self::poll(&me, st, group)).await;
                 }
             }
-            DeviceMsg::Pushed(samples) => st.emit(samples),
+            DeviceMsg::Pushed(samples) => {
+                if !samples.is_empty() {
+                    // For a device that pushes, "read successfully" is "data arrived".
+                    let now = Timestamp::now();
+                    st.shared
+                        .update_status(st.id(), |s| s.last_success = Some(now));
+                }
+                st.emit(samples)
+            }
             DeviceMsg::Lost(tags, reason) => {
                 let bad = bad_samples(&st.shared, tags.into_iter(), reason);
                 st.emit(bad);
@@ -477,6 +516,9 @@ impl Actor for DeviceActor {
             DeviceMsg::Import { nodes, reply } => {
                 let result = Box::pin(Self::import(st, nodes)).await;
                 let _ = reply.send(result);
+            }
+            DeviceMsg::Reconfigure { world, reply } => {
+                let _ = reply.send(Self::retag(&me, st, world));
             }
         }
         Ok(())

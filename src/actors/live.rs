@@ -7,7 +7,7 @@
 //! fan-out path from devices to subscribers.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -32,6 +32,13 @@ struct Pending {
 /// One subscriber's mailbox.
 struct Subscriber {
     tags: Vec<TagId>,
+    /// Tags of `tags` that still exist (deleted ones are taken out of the index).
+    live_tags: AtomicUsize,
+    /// Follows a device.
+    follows_device: bool,
+    /// Nothing it follows exists any more: the reader gets what is pending, then the
+    /// end of the stream.
+    closed: AtomicBool,
     cap: usize,
     pending: Mutex<Pending>,
     notify: Notify,
@@ -109,6 +116,9 @@ impl LiveRegistry {
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let sub = Arc::new(Subscriber {
+            live_tags: AtomicUsize::new(tags.len()),
+            follows_device: device.is_some(),
+            closed: AtomicBool::new(false),
             tags: tags.clone(),
             cap: cap.max(1),
             pending: Mutex::new(Pending::default()),
@@ -158,6 +168,37 @@ impl LiveRegistry {
         }
         metrics::gauge!(names::LIVE_SUBSCRIBERS, "tenant" => self.tenant.clone())
             .set(idx.subs.len() as f64);
+    }
+
+    /// Ends what follows deleted objects: subscribers of `device` (when given) and the
+    /// interest in `tags`. A subscriber left with nothing to follow is closed: its
+    /// stream ends once it has read what was pending.
+    pub fn remove(&self, device: Option<DeviceId>, tags: &[TagId]) {
+        let mut idx = lock(&self.index);
+        let mut ending: Vec<u64> = Vec::new();
+        if let Some(d) = device {
+            ending.extend(idx.by_device.remove(&d).unwrap_or_default());
+        }
+        for t in tags {
+            for id in idx.by_tag.remove(t).unwrap_or_default() {
+                let Some(sub) = idx.subs.get(&id) else {
+                    continue;
+                };
+                let left = sub
+                    .live_tags
+                    .fetch_sub(1, Ordering::Relaxed)
+                    .saturating_sub(1);
+                if left == 0 && !sub.follows_device {
+                    ending.push(id);
+                }
+            }
+        }
+        for id in ending {
+            if let Some(sub) = idx.subs.get(&id) {
+                sub.closed.store(true, Ordering::Release);
+                sub.notify.notify_one();
+            }
+        }
     }
 
     /// Hands a batch's samples to the subscribers interested in them.
@@ -228,15 +269,25 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Waits for and returns the values pending for this subscriber (never empty).
-    pub async fn recv(&self) -> Vec<Latest> {
+    /// Waits for and returns the values pending for this subscriber (never empty);
+    /// None once what it follows was deleted and everything pending was read.
+    pub async fn recv(&self) -> Option<Vec<Latest>> {
         loop {
+            let closed = self.sub.closed.load(Ordering::Acquire);
             let values = self.sub.drain();
             if !values.is_empty() {
-                return values;
+                return Some(values);
+            }
+            if closed {
+                return None;
             }
             self.sub.notify.notified().await;
         }
+    }
+
+    /// Whether what this subscription follows was deleted.
+    pub fn is_closed(&self) -> bool {
+        self.sub.closed.load(Ordering::Acquire)
     }
 
     /// Queues a value for this subscriber only (initial values on subscribe).

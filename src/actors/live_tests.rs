@@ -25,9 +25,21 @@ async fn only_matching_samples_are_delivered() {
     let by_device = reg.subscribe(vec![], Some(DeviceId(2)), 16);
     reg.deliver(&batch(1, &[1, 3], 10));
     reg.deliver(&batch(2, &[4, 5], 11));
-    let got: Vec<_> = by_tag.recv().await.into_iter().map(|l| l.tag).collect();
+    let got: Vec<_> = by_tag
+        .recv()
+        .await
+        .expect("values")
+        .into_iter()
+        .map(|l| l.tag)
+        .collect();
     assert_eq!(got, vec![TagId(1)]);
-    let got: Vec<_> = by_device.recv().await.into_iter().map(|l| l.tag).collect();
+    let got: Vec<_> = by_device
+        .recv()
+        .await
+        .expect("values")
+        .into_iter()
+        .map(|l| l.tag)
+        .collect();
     assert_eq!(got, vec![TagId(4), TagId(5)]);
 }
 
@@ -38,7 +50,7 @@ async fn a_slow_subscriber_is_conflated_to_latest_per_tag() {
     for v in 0..100 {
         reg.deliver(&batch(1, &[1, 2], v));
     }
-    let got = sub.recv().await;
+    let got = sub.recv().await.expect("values");
     // the queue holds the first two values, then the latest per tag
     assert_eq!(got.len(), 4, "{got:?}");
     assert_eq!(got[0].value, Value::I64(0));
@@ -74,5 +86,37 @@ fn ten_thousand_subscribe_cycles_leave_no_growth() {
         }
     );
     drop(keep);
+    assert_eq!(reg.size(), RegistrySize::default());
+}
+
+#[tokio::test]
+async fn deleting_what_a_subscription_follows_ends_it_after_what_was_pending() {
+    let reg = Arc::new(LiveRegistry::new("t".into()));
+    let two_tags = reg.subscribe(vec![TagId(1), TagId(2)], None, 16);
+    let one_tag = reg.subscribe(vec![TagId(1)], None, 16);
+    let device = reg.subscribe(vec![TagId(2)], Some(DeviceId(7)), 16);
+    reg.deliver(&batch(7, &[1, 2], 10));
+    reg.remove(None, &[TagId(1)]);
+    // Tag 1 is gone: the subscription to it alone ends once read; the other goes on.
+    assert_eq!(one_tag.recv().await.expect("pending").len(), 1);
+    assert!(one_tag.recv().await.is_none());
+    assert!(!two_tags.is_closed());
+    assert_eq!(two_tags.recv().await.expect("pending").len(), 2);
+    reg.deliver(&batch(7, &[1, 2], 11));
+    let got: Vec<_> = two_tags
+        .recv()
+        .await
+        .expect("tag 2")
+        .into_iter()
+        .map(|l| l.tag)
+        .collect();
+    assert_eq!(got, vec![TagId(2)]);
+    // The device goes: its follower ends, even though it also named tag 2.
+    reg.remove(Some(DeviceId(7)), &[TagId(2)]);
+    assert!(device.is_closed() && two_tags.is_closed());
+    // Both batches reached it (tag 1 through the device): 4 values, then the end.
+    assert_eq!(device.recv().await.expect("pending").len(), 4);
+    assert!(device.recv().await.is_none());
+    drop((two_tags, one_tag, device));
     assert_eq!(reg.size(), RegistrySize::default());
 }

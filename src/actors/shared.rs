@@ -16,6 +16,7 @@ use super::device::DeviceMsg;
 use super::historian::HistorianHandle;
 use super::live::{HubMsg, LiveRegistry};
 use super::root::{RootMsg, TenantWorld};
+use super::tenant::{DeviceWorld, TenantMsg};
 use crate::alarms::{AlarmEvent, AlarmView, Severity};
 use crate::domain::{DeviceId, RuleId, TagId, Tenant, TenantId, Timestamp};
 use crate::drivers::PlanGroup;
@@ -125,6 +126,9 @@ pub struct DeviceStatus {
     pub groups: Vec<PlanGroup>,
     /// Addresses parked in the driver's bad-address cache.
     pub bad_addresses: u32,
+    /// Why the driver refused the device's read plan (it reads nothing until its
+    /// configuration is fixed); None when the plan was taken.
+    pub config_error: Option<String>,
 }
 
 impl DeviceStatus {
@@ -142,6 +146,7 @@ impl DeviceStatus {
             requests_per_cycle: 0,
             groups: Vec::new(),
             bad_addresses: 0,
+            config_error: None,
         }
     }
 }
@@ -152,6 +157,8 @@ impl DeviceStatus {
 pub struct StatusEvent {
     pub device: DeviceId,
     pub status: DeviceStatus,
+    /// The device was deleted: this is its last event.
+    pub removed: bool,
 }
 
 /// Everything of one tenant that must survive restarts of its actors.
@@ -173,6 +180,13 @@ pub struct TenantShared {
     pub alarms: DashMap<RuleId, AlarmView>,
     /// Every alarm transition, for `alarmEvents`.
     pub alarm_events: tokio::sync::broadcast::Sender<AlarmEvent>,
+    /// The tenant actor, for configuration changes.
+    pub tenant_actor: Slot<TenantMsg>,
+    /// The devices as configured now; None until the tenant actor first starts.
+    configured: ArcSwapOption<Vec<Arc<DeviceWorld>>>,
+    /// Held while a configuration change of this tenant is planned, stored and
+    /// applied: changes happen one after the other, never interleaved.
+    pub config_lock: tokio::sync::Mutex<()>,
 }
 
 impl TenantShared {
@@ -191,6 +205,9 @@ impl TenantShared {
             status_events: tokio::sync::broadcast::channel(STATUS_EVENTS).0,
             alarms: DashMap::new(),
             alarm_events: tokio::sync::broadcast::channel(ALARM_EVENTS).0,
+            tenant_actor: Slot::new("tenant"),
+            configured: ArcSwapOption::empty(),
+            config_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -273,8 +290,50 @@ impl TenantShared {
         };
         if let Some(status) = changed {
             // No subscriber is not an error.
-            let _ = self.status_events.send(StatusEvent { device, status });
+            let _ = self.status_events.send(StatusEvent {
+                device,
+                status,
+                removed: false,
+            });
         }
+    }
+
+    /// Tells the `deviceStatus` subscribers a device's current status (a device that
+    /// was just created).
+    pub fn publish_status(&self, device: DeviceId) {
+        let status = self.status.get(&device).map(|s| s.clone());
+        if let Some(status) = status {
+            let _ = self.status_events.send(StatusEvent {
+                device,
+                status,
+                removed: false,
+            });
+        }
+    }
+
+    /// Forgets a deleted device's status and tells the `deviceStatus` subscribers, who
+    /// get its last status marked removed.
+    pub fn remove_status(&self, device: DeviceId) {
+        if let Some((_, status)) = self.status.remove(&device) {
+            let _ = self.status_events.send(StatusEvent {
+                device,
+                status,
+                removed: true,
+            });
+        }
+    }
+
+    /// The tenant's devices as configured now (the tenant actor's, and the ones a new
+    /// life of the tenant actor starts from); None before the tenant actor first
+    /// started.
+    pub fn configured(&self) -> Option<Vec<Arc<DeviceWorld>>> {
+        self.configured.load_full().map(|c| (*c).clone())
+    }
+
+    /// Sets the configured devices (the live configuration does, before it asks the
+    /// tenant actor to apply them).
+    pub fn set_configured(&self, devices: Vec<Arc<DeviceWorld>>) {
+        self.configured.store(Some(Arc::new(devices)));
     }
 }
 

@@ -1,10 +1,13 @@
 //! The tenant actor: supervises one tenant's cache, live hub, alert stream and device
 //! actors, restarting each with the shared [`RestartPolicy`] and escalating to the root
-//! when a child keeps failing.
+//! when a child keeps failing. A configuration change reaches it as one message and
+//! touches exactly the device actors it concerns ([`reconfigure`]).
+
+mod reconfigure;
 
 use std::sync::Arc;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use super::alerts::{AlertArgs, AlertStreamActor};
 use super::cache::{CacheActor, TagRegistration};
@@ -46,13 +49,25 @@ impl TenantChild {
     }
 }
 
+pub use reconfigure::{ApplyReport, Touched};
+
 pub enum TenantMsg {
     /// Start a child again (sent to self after the backoff delay).
     Restart(TenantChild),
+    /// The configuration changed: `devices` is every device as stored now, `touched`
+    /// says what the change wrote. Replies with the devices that could not be
+    /// (re)started or re-planned.
+    Reconfigure {
+        devices: Vec<Arc<DeviceWorld>>,
+        touched: Touched,
+        reply: RpcReplyPort<ApplyReport>,
+    },
 }
 
 pub struct TenantArgs {
     pub shared: Arc<TenantShared>,
+    /// The devices to start with, unless the tenant's shared state already holds a
+    /// newer configuration (an earlier life of this actor was reconfigured).
     pub devices: Vec<Arc<DeviceWorld>>,
     pub historian: Arc<HistorianHandle>,
     pub runtime: Arc<Runtime>,
@@ -152,6 +167,33 @@ impl TenantActor {
         }
     }
 
+    /// Makes a device's tags known (cache, command routing) and gives it a status.
+    fn register(st: &TenantState, d: &DeviceWorld) {
+        let shared = &st.args.shared;
+        let stale = st.args.cache.stale_after_us(d.device.spec.poll_ms);
+        shared.cache.register(
+            d.tags
+                .iter()
+                .map(|t| TagRegistration {
+                    tag: t.id,
+                    stale_after_us: stale,
+                })
+                .collect(),
+        );
+        for t in &d.tags {
+            shared.tag_devices.insert(t.id, d.device.id);
+        }
+        let state = if d.device.spec.enabled {
+            LinkState::Connecting
+        } else {
+            LinkState::Disabled
+        };
+        shared
+            .status
+            .entry(d.device.id)
+            .or_insert_with(|| DeviceStatus::new(d.device.protocol(), state));
+    }
+
     /// A failed device's values turn Bad/DeviceRestarting everywhere (cache, live
     /// subscribers, history) until it polls again.
     fn mark_device_restarting(st: &TenantState, device: DeviceId) {
@@ -219,8 +261,13 @@ impl Actor for TenantActor {
     async fn pre_start(
         &self,
         _me: ActorRef<TenantMsg>,
-        args: TenantArgs,
+        mut args: TenantArgs,
     ) -> Result<TenantState, ActorProcessingErr> {
+        // A new life after a configuration change starts from the changed devices.
+        match args.shared.configured() {
+            Some(newer) => args.devices = newer,
+            None => args.shared.set_configured(args.devices.clone()),
+        }
         Ok(TenantState {
             args,
             children: Children::default(),
@@ -232,28 +279,11 @@ impl Actor for TenantActor {
         me: ActorRef<TenantMsg>,
         st: &mut TenantState,
     ) -> Result<(), ActorProcessingErr> {
-        let mut regs = Vec::new();
-        for d in &st.args.devices {
-            let stale = st.args.cache.stale_after_us(d.device.spec.poll_ms);
-            regs.extend(d.tags.iter().map(|t| TagRegistration {
-                tag: t.id,
-                stale_after_us: stale,
-            }));
-            for t in &d.tags {
-                st.args.shared.tag_devices.insert(t.id, d.device.id);
-            }
-            let state = if d.device.spec.enabled {
-                LinkState::Connecting
-            } else {
-                LinkState::Disabled
-            };
-            st.args
-                .shared
-                .status
-                .entry(d.device.id)
-                .or_insert_with(|| DeviceStatus::new(d.device.protocol(), state));
+        st.args.shared.tenant_actor.set(Some(me.clone()));
+        let devices = st.args.devices.clone();
+        for d in &devices {
+            Self::register(st, d);
         }
-        st.args.shared.cache.register(regs);
         for child in [
             TenantChild::Cache,
             TenantChild::LiveHub,
@@ -284,9 +314,30 @@ impl Actor for TenantActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             TenantMsg::Restart(child) => {
+                // Restarted, disabled or deleted by a configuration change meanwhile.
+                let current = match child {
+                    TenantChild::Device(id) => st
+                        .args
+                        .devices
+                        .iter()
+                        .any(|d| d.device.id == id && d.device.spec.enabled),
+                    _ => true,
+                };
+                if !current || st.children.contains(&child) {
+                    return Ok(());
+                }
                 if let Err(e) = Self::spawn(&me, st, child).await {
                     Self::failed(&me, st, child, &format!("restart failed: {e}"))?;
                 }
+            }
+            TenantMsg::Reconfigure {
+                devices,
+                touched,
+                reply,
+            } => {
+                let report = Box::pin(Self::reconfigure(&me, st, devices, touched)).await;
+                // The caller may have timed out.
+                let _ = reply.send(report);
             }
         }
         Ok(())
@@ -310,6 +361,7 @@ impl Actor for TenantActor {
         me: ActorRef<TenantMsg>,
         st: &mut TenantState,
     ) -> Result<(), ActorProcessingErr> {
+        st.args.shared.tenant_actor.set(None);
         let cells = me.get_children();
         st.children
             .stop_in_order(

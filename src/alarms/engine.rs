@@ -167,6 +167,37 @@ impl Engine {
         engine
     }
 
+    /// Takes a new set of rules (the configuration changed) and returns the rules that
+    /// are gone. An alarm whose rule stays keeps its state; one whose rule's settings
+    /// are unchanged also keeps its evaluation in progress (delays, anomaly windows).
+    /// Suppression follows `out_of_service` and the rules' `enabled` as in
+    /// [`Engine::new`]; those transitions go to `out`.
+    pub fn reconfigure(
+        &mut self,
+        rules: Vec<Rule>,
+        tags: &HashMap<TagId, Arc<TagInfo>>,
+        out_of_service: &HashSet<DeviceId>,
+        now: Timestamp,
+        out: &mut Vec<AlarmEvent>,
+    ) -> Vec<RuleId> {
+        let mut old: HashMap<RuleId, Instance> = std::mem::take(&mut self.instances)
+            .into_iter()
+            .map(|i| (i.rule.id, i))
+            .collect();
+        let current = old.iter().map(|(id, i)| (*id, i.alarm.clone())).collect();
+        let mut next = Engine::new(rules, tags, current, out_of_service, now, out);
+        for inst in &mut next.instances {
+            if let Some(prev) = old.remove(&inst.rule.id) {
+                if prev.rule.tag == inst.rule.tag && prev.rule.spec == inst.rule.spec {
+                    inst.check = prev.check;
+                    inst.last = prev.last.or(inst.last);
+                }
+            }
+        }
+        *self = next;
+        old.into_keys().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.instances.len()
     }

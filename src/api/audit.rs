@@ -34,6 +34,8 @@ pub struct AuditNote {
     pub actor: Option<Actor>,
     /// A short reason beyond the error code (`bad_password`, `lockout_started` …).
     pub reason: Option<String>,
+    /// A configuration change's objects before and after (JSON, secrets as `***`).
+    pub changes: Option<String>,
 }
 
 /// Notes of one request, by response key (alias or field name).
@@ -84,6 +86,7 @@ fn base(r: Option<&RequestCtx>, session: Option<&Session>, action: &str) -> Audi
         request_id: r.map(|r| r.request_id.clone()),
         client_addr: r.and_then(|r| r.client_addr.clone()),
         summary: "{}".into(),
+        changes: None,
     }
 }
 
@@ -111,6 +114,7 @@ pub fn http(
         request_id: Some(request_id.to_string()),
         client_addr: client_addr.map(str::to_string),
         summary: "{}".into(),
+        changes: None,
     }
 }
 
@@ -278,6 +282,7 @@ impl Extension for AuditRequest {
                 record.user = a.user;
                 record.username = a.username;
             }
+            record.changes = note.changes;
             if let Some(reason) = note.reason {
                 record.reason = Some(match record.reason {
                     Some(code) => format!("{code}:{reason}"),

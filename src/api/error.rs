@@ -21,6 +21,10 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     BadRequest(String),
+    /// A configuration change breaks its rules: every problem with its path (in
+    /// `extensions.errors`). QUOTA_EXCEEDED when every problem is a quota.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<crate::manage::FieldError>),
     #[error("already exists")]
     Conflict,
     /// A quota of the tenant would be exceeded: names the limit and its value.
@@ -46,6 +50,10 @@ impl ApiError {
             ApiError::Forbidden => "FORBIDDEN",
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::BadRequest(_) | ApiError::Conflict => "BAD_USER_INPUT",
+            ApiError::Invalid(errors) if errors.iter().all(|e| e.quota.is_some()) => {
+                "QUOTA_EXCEEDED"
+            }
+            ApiError::Invalid(_) => "BAD_USER_INPUT",
             ApiError::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Unavailable(_) => "UNAVAILABLE",
@@ -61,7 +69,7 @@ impl ApiError {
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict => StatusCode::CONFLICT,
             ApiError::QuotaExceeded { .. } | ApiError::RateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -97,13 +105,25 @@ impl ApiError {
         }
         let code = self.code();
         let rid = request_id.to_string();
+        let quota = match &self {
+            ApiError::Invalid(errors) if code == "QUOTA_EXCEEDED" => {
+                errors.first().and_then(|e| e.quota)
+            }
+            _ => None,
+        };
         let extra = match &self {
             ApiError::RateLimited { retry_after_ms } => Some(("retryAfterMs", *retry_after_ms)),
             ApiError::QuotaExceeded { max, .. } => Some(("max", *max)),
-            _ => None,
+            _ => quota.map(|q| ("max", q.max)),
         };
         let limit = match &self {
             ApiError::QuotaExceeded { limit, .. } => Some(*limit),
+            _ => quota.map(|q| q.limit),
+        };
+        let errors = match &self {
+            ApiError::Invalid(errors) => serde_json::to_value(errors)
+                .ok()
+                .and_then(|v| async_graphql::Value::from_json(v).ok()),
             _ => None,
         };
         async_graphql::Error::new(self.to_string()).extend_with(move |_, e| {
@@ -115,7 +135,25 @@ impl ApiError {
             if let Some(l) = limit {
                 e.set("limit", l);
             }
+            if let Some(errors) = &errors {
+                e.set("errors", errors.clone());
+            }
         })
+    }
+}
+
+impl From<crate::manage::ManageError> for ApiError {
+    fn from(e: crate::manage::ManageError) -> Self {
+        use crate::manage::ManageError;
+        match e {
+            ManageError::Invalid(errors) => ApiError::Invalid(errors),
+            ManageError::NotFound(what) => ApiError::NotFound(what),
+            ManageError::Refused(why) => ApiError::BadRequest(why),
+            ManageError::Store(storage::Error::Conflict(what)) => {
+                ApiError::BadRequest(format!("the name is taken: {what}"))
+            }
+            ManageError::Store(e) => e.into(),
+        }
     }
 }
 

@@ -1,12 +1,13 @@
-//! Applying the configured world to the store: tenants with their quotas, units,
-//! devices (secrets sealed), tags and their alarm rules, refused when a tenant exceeds its quotas; and
-//! loading the world back for the actor tree.
-
-use std::collections::HashMap;
+//! Applying the configured world to the store at start-up: tenants with their
+//! quotas, then each tenant's units, devices (secrets sealed), tags and alarm rules
+//! through the live configuration's planner, refused when a tenant exceeds its
+//! quotas; and loading the world back for the actor tree.
 
 use crate::actors::TenantWorld;
 use crate::config::Config;
-use crate::domain::{DeviceSpec, QuotaOverrides, QuotaViolation, TagSpec, UnitSpec};
+use crate::config::draft::Draft;
+use crate::domain::QuotaOverrides;
+use crate::manage::{self, Env, FieldError, ManageError, Op, Scope};
 use crate::secrets::{SecretError, SecretKey};
 use crate::storage::{self, Store};
 
@@ -18,15 +19,12 @@ pub enum ApplyError {
     /// Device secrets cannot be sealed or opened (missing or changed key).
     #[error("device secrets: {0}")]
     Secret(#[from] SecretError),
-    /// An alarm rule that does not convert (the loader checks them first).
-    #[error("alarm rule: {0}")]
-    Rule(String),
-    /// The configuration declares more than the tenant's quotas allow.
-    #[error("tenant `{tenant}`: QUOTA_EXCEEDED: {violation}{what}")]
-    Quota {
+    /// The tenant's section breaks a rule only the stored world and the tenant's
+    /// quotas can tell (QUOTA_EXCEEDED …): every problem, by the names of its objects.
+    #[error("tenant `{tenant}`: {}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid {
         tenant: String,
-        violation: QuotaViolation,
-        what: String,
+        errors: Vec<FieldError>,
     },
 }
 
@@ -68,16 +66,19 @@ pub async fn check_stored_secrets(
     Ok(())
 }
 
-/// Creates or updates the configured tenants (with their quotas), units, devices and
-/// tags in the store, by name; nothing is deleted. Refuses, before writing any device,
-/// a tenant whose declared devices, tags or poll periods exceed its quotas. Device
-/// secrets are sealed with `THERMACORE_SECRET_KEY`; secrets already stored must open
-/// with it.
+/// Applies the configured tenants (with their quotas), units, devices, tags and
+/// alarm rules to the store through the live configuration's planner
+/// ([`manage::seed`]): declared objects are created or updated by name, and with
+/// `manage = "replace"` a tenant's objects the file does not declare are deleted.
+/// Refuses, before writing any of a tenant's objects, a section that would exceed its
+/// quotas. Device secrets are sealed with `THERMACORE_SECRET_KEY`; secrets already
+/// stored must open with it.
 pub async fn apply_config(store: &dyn Store, config: &Config) -> Result<(), ApplyError> {
     let key = secret_key(config)?;
     check_stored_secrets(store, key.as_ref()).await?;
     for t in &config.tenants {
-        let tenant = store.upsert_tenant(t.name.get_ref()).await?;
+        let name = t.name.get_ref();
+        let tenant = store.upsert_tenant(name).await?;
         let mut overrides = store
             .tenant_record(tenant.id)
             .await?
@@ -88,103 +89,42 @@ pub async fn apply_config(store: &dyn Store, config: &Config) -> Result<(), Appl
             overrides.merge(&t.quotas);
             store.set_tenant_quotas(tenant.id, &overrides).await?;
         }
-        check_quotas(store, t, tenant.id, &overrides.over(&config.quotas)).await?;
-        let mut units = HashMap::new();
-        for u in &t.units {
-            let spec = UnitSpec {
-                name: u.name.get_ref().clone(),
-                location: u.location,
-                description: u.description.clone(),
-            };
-            let unit = store.upsert_unit(tenant.id, &spec).await?;
-            units.insert(spec.name, unit.id);
-        }
-        let unit_of = |name: &Option<toml::Spanned<String>>| {
-            name.as_ref().and_then(|n| units.get(n.get_ref()).copied())
+        let env = Env {
+            store,
+            quotas: overrides.over(&config.quotas),
+            key: key.as_ref(),
         };
-        for d in &t.devices {
-            let security = match &key {
-                Some(key) => d.security.seal(key)?,
-                // secret_key() made sure there is nothing to seal.
-                None => d.security.without_secrets(),
-            };
-            let spec = DeviceSpec {
-                name: d.name.get_ref().clone(),
-                unit: unit_of(&d.unit),
-                enabled: d.enabled,
-                poll_ms: d.poll_ms,
-                driver: d.driver.clone(),
-                security,
-            };
-            let device = store.upsert_device(tenant.id, &spec).await?;
-            let declared = d.tags.iter().map(|g| TagSpec {
-                name: g.name.get_ref().clone(),
-                unit: unit_of(&g.unit),
-                address: g.address.get_ref().clone(),
-                data_type: g.data_type,
-                scale: g.scale,
-                offset: g.offset,
-                eng_unit: g.eng_unit.clone(),
-                deadband: g.deadband,
-                writable: g.writable,
-            });
-            for (i, tag) in declared.chain(d.driver.generated_tags()).enumerate() {
-                let tag = store.upsert_tag(tenant.id, device.id, &tag).await?;
-                // Declared tags come first; generated ones declare no alarms.
-                for alarm in d.tags.get(i).map_or(&[][..], |g| &g.alarms) {
-                    // Checked when the file was loaded.
-                    let spec = alarm.to_spec().map_err(ApplyError::Rule)?;
-                    store.upsert_alarm_rule(tenant.id, tag.id, &spec).await?;
-                }
+        // The file was checked when it was read: its rules convert.
+        let (declared, problems) = Draft::from_config(&t.units, &t.devices);
+        let invalid = |errors: Vec<FieldError>| ApplyError::Invalid {
+            tenant: name.clone(),
+            errors,
+        };
+        if !problems.is_empty() {
+            let d = &declared;
+            return Err(invalid(
+                problems.iter().map(|p| Scope::File.locate(d, p)).collect(),
+            ));
+        }
+        match manage::seed(&env, tenant.id, declared, t.manage).await {
+            Ok(changes) if changes.is_empty() => {}
+            Ok(changes) => {
+                let count = |op| changes.iter().filter(|c| c.op == op).count();
+                tracing::info!(tenant = %name, created = count(Op::Create), updated = count(Op::Update),
+                    deleted = count(Op::Delete), "configuration file applied");
+            }
+            Err(ManageError::Store(e)) => return Err(e.into()),
+            Err(ManageError::Invalid(errors)) => return Err(invalid(errors)),
+            Err(other) => {
+                return Err(invalid(vec![FieldError {
+                    path: String::new(),
+                    message: other.to_string(),
+                    quota: None,
+                }]));
             }
         }
     }
     Ok(())
-}
-
-/// Refuses a tenant section that would exceed the tenant's quotas.
-async fn check_quotas(
-    store: &dyn Store,
-    t: &crate::config::TenantConfig,
-    tenant: crate::domain::TenantId,
-    quotas: &crate::domain::Quotas,
-) -> Result<(), ApplyError> {
-    let quota = |violation: QuotaViolation, what: String| ApplyError::Quota {
-        tenant: t.name.get_ref().clone(),
-        violation,
-        what,
-    };
-    for d in &t.devices {
-        quotas
-            .check_poll(d.poll_ms)
-            .map_err(|v| quota(v, format!(" (device `{}`)", d.name.get_ref())))?;
-    }
-    let devices = store.devices(tenant).await?;
-    let device_names: HashMap<_, _> = devices
-        .iter()
-        .map(|d| (d.id, d.spec.name.as_str()))
-        .collect();
-    let mut all_devices: std::collections::HashSet<&str> = device_names.values().copied().collect();
-    let existing_tags = store.tags(tenant, None).await?;
-    let mut all_tags: std::collections::HashSet<(String, String)> = existing_tags
-        .iter()
-        .filter_map(|g| {
-            device_names
-                .get(&g.device)
-                .map(|d| (d.to_string(), g.spec.name.clone()))
-        })
-        .collect();
-    for d in &t.devices {
-        all_devices.insert(d.name.get_ref());
-        let declared = d.tags.iter().map(|g| g.name.get_ref().clone());
-        let generated = d.driver.generated_tags().into_iter().map(|g| g.name);
-        for name in declared.chain(generated) {
-            all_tags.insert((d.name.get_ref().clone(), name));
-        }
-    }
-    quotas
-        .check_counts(all_devices.len() as u64, all_tags.len() as u64)
-        .map_err(|v| quota(v, String::new()))
 }
 
 /// Loads every enabled tenant with its devices and tags (a disabled tenant's actors

@@ -29,17 +29,27 @@ pub struct AlarmConfig {
     pub name: Spanned<String>,
     #[serde(rename = "type")]
     pub kind: Spanned<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub setpoint: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadband: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_per_second: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasons: Option<Vec<QualityReason>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<Method>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,
     #[serde(default = "medium")]
     pub severity: Severity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -62,6 +72,54 @@ const KINDS: &str = "high_high, high, low, low_low, rate_of_change, digital, bad
 const DEFAULT_WINDOW: u32 = 60;
 
 impl AlarmConfig {
+    /// The entry that declares `spec` (the export of a stored rule):
+    /// `to_spec(from_spec(s)) == s`.
+    pub fn from_spec(spec: &RuleSpec) -> Self {
+        let mut a = AlarmConfig {
+            name: Spanned::new(0..0, spec.name.clone()),
+            kind: Spanned::new(0..0, spec.kind.name().to_string()),
+            setpoint: None,
+            deadband: None,
+            max_per_second: None,
+            state: None,
+            reasons: None,
+            after_ms: None,
+            method: None,
+            window: None,
+            threshold: None,
+            severity: spec.severity,
+            message: spec.message.clone(),
+            enabled: spec.enabled,
+            on_delay_ms: i64::try_from(spec.on_delay_ms).unwrap_or(i64::MAX),
+            off_delay_ms: i64::try_from(spec.off_delay_ms).unwrap_or(i64::MAX),
+        };
+        match &spec.kind {
+            RuleKind::Limit {
+                setpoint, deadband, ..
+            } => {
+                a.setpoint = Some(*setpoint);
+                a.deadband = Some(*deadband);
+            }
+            RuleKind::RateOfChange { max_per_second } => a.max_per_second = Some(*max_per_second),
+            RuleKind::Digital { state } => a.state = Some(*state),
+            RuleKind::Quality { reasons } => {
+                // `comm_loss` is the quality rule of exactly [comm_lost].
+                if spec.kind.name() == "bad_quality" && !reasons.is_empty() {
+                    a.reasons = Some(reasons.clone());
+                }
+            }
+            RuleKind::Stale { after_ms } => {
+                a.after_ms = Some(i64::try_from(*after_ms).unwrap_or(i64::MAX));
+            }
+            RuleKind::Anomaly(d) => {
+                a.method = Some(d.method);
+                a.window = Some(i64::from(d.window));
+                a.threshold = Some(d.threshold);
+            }
+        }
+        a
+    }
+
     /// The rule this entry declares, or what is wrong with it (field first). The
     /// rule's own checks ([`RuleSpec::check`]) come on top.
     pub fn to_spec(&self) -> Result<RuleSpec, String> {

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use toml::Spanned;
 
-use super::model::{Config, RunMode};
+use super::draft::{self, Draft, Loc, Problem};
+use super::model::{Config, RunMode, TenantConfig};
 
 /// Why a configuration was refused. Every variant names the file or variable, the key,
 /// and where the file has one, the line and column.
@@ -207,182 +208,74 @@ fn invalid(
     }
 }
 
-fn check_unique<'a>(
-    seen: &mut HashSet<&'a str>,
-    name: &'a Spanned<String>,
-    origin: &str,
-    text: &str,
-    key: String,
-    what: &str,
-) -> Result<(), ConfigError> {
-    let n = name.get_ref();
-    if n.trim().is_empty() {
-        return Err(invalid(
-            origin,
-            text,
-            key,
-            name,
-            format!("{what} name must not be empty"),
-        ));
-    }
-    if !seen.insert(n.as_str()) {
-        return Err(invalid(
-            origin,
-            text,
-            key,
-            name,
-            format!("duplicate {what} name `{n}`"),
-        ));
-    }
-    Ok(())
-}
-
+/// The cross-key rules of every tenant section ([`draft::check`]: names, references,
+/// drivers, addresses, alarm rules), reported at the first problem with its key and
+/// the position of the entry at fault.
 fn validate_tenants(config: &Config, text: &str, origin: &str) -> Result<(), ConfigError> {
     let mut tenant_names = HashSet::new();
     for (ti, tenant) in config.tenants.iter().enumerate() {
         let tk = format!("tenants[{ti}]");
-        check_unique(
-            &mut tenant_names,
-            &tenant.name,
-            origin,
-            text,
-            format!("{tk}.name"),
-            "tenant",
-        )?;
-        let mut units = HashSet::new();
-        for (ui, unit) in tenant.units.iter().enumerate() {
-            check_unique(
-                &mut units,
-                &unit.name,
+        let name = tenant.name.get_ref();
+        let duplicate = (!tenant_names.insert(name.as_str()))
+            .then(|| format!("duplicate tenant name `{name}`"));
+        if let Some(message) = draft::check_name(name, "tenant").err().or(duplicate) {
+            return Err(invalid(
                 origin,
                 text,
-                format!("{tk}.units[{ui}].name"),
-                "unit",
-            )?;
+                format!("{tk}.name"),
+                &tenant.name,
+                message,
+            ));
         }
-        let unit_ref = |r: &Option<Spanned<String>>, key: String| match r {
-            Some(u) if !units.contains(u.get_ref().as_str()) => Err(invalid(
+        let (d, mut problems) = Draft::from_config(&tenant.units, &tenant.devices);
+        problems.extend(draft::check(&d, None));
+        // Conversion problems (alarm rules) come first; keep document order.
+        problems.sort_by_key(|p| p.loc.order());
+        if let Some(p) = problems.first() {
+            return Err(invalid(
                 origin,
                 text,
-                key,
-                u,
-                format!(
-                    "no unit named `{}` in tenant `{}`",
-                    u.get_ref(),
-                    tenant.name.get_ref()
-                ),
-            )),
-            _ => Ok(()),
-        };
-        let mut devices = HashSet::new();
-        for (di, device) in tenant.devices.iter().enumerate() {
-            let dk = format!("{tk}.devices[{di}]");
-            check_unique(
-                &mut devices,
-                &device.name,
-                origin,
-                text,
-                format!("{dk}.name"),
-                "device",
-            )?;
-            unit_ref(&device.unit, format!("{dk}.unit"))?;
-            if let Err(reason) = device.driver.check() {
-                return Err(invalid(
-                    origin,
-                    text,
-                    format!("{dk}.driver"),
-                    &device.name,
-                    reason,
-                ));
-            }
-            let generated = device.driver.generated_tags();
-            let mut tags: HashSet<&str> = generated.iter().map(|t| t.name.as_str()).collect();
-            for (gi, tag) in device.tags.iter().enumerate() {
-                let key = format!("{dk}.tags[{gi}]");
-                check_unique(
-                    &mut tags,
-                    &tag.name,
-                    origin,
-                    text,
-                    format!("{key}.name"),
-                    "tag",
-                )?;
-                unit_ref(&tag.unit, format!("{key}.unit"))?;
-                if let Err(reason) =
-                    device
-                        .driver
-                        .check_tag(tag.address.get_ref(), tag.data_type, tag.writable)
-                {
-                    return Err(invalid(
-                        origin,
-                        text,
-                        format!("{key}.address"),
-                        &tag.address,
-                        reason,
-                    ));
-                }
-                if !tag.scale.is_finite() || tag.scale == 0.0 {
-                    return Err(invalid(
-                        origin,
-                        text,
-                        format!("{key}.scale"),
-                        &tag.name,
-                        "scale must be finite and not 0".into(),
-                    ));
-                }
-                if !tag.offset.is_finite() {
-                    return Err(invalid(
-                        origin,
-                        text,
-                        format!("{key}.offset"),
-                        &tag.name,
-                        "offset must be finite".into(),
-                    ));
-                }
-                if !(tag.deadband >= 0.0 && tag.deadband.is_finite()) {
-                    return Err(invalid(
-                        origin,
-                        text,
-                        format!("{key}.deadband"),
-                        &tag.name,
-                        "deadband must be finite and >= 0".into(),
-                    ));
-                }
-                check_alarms(tag, &key, origin, text)?;
-            }
+                format!("{tk}.{}", p.path()),
+                span_of(tenant, p),
+                p.message.clone(),
+            ));
         }
     }
     Ok(())
 }
 
-/// The alarm rules of one tag: each valid on its own, and together (names unique,
-/// limits in order). Errors name the rule's key.
-fn check_alarms(
-    tag: &crate::config::TagConfig,
-    key: &str,
-    origin: &str,
-    text: &str,
-) -> Result<(), ConfigError> {
-    let mut specs = Vec::new();
-    for (ai, alarm) in tag.alarms.iter().enumerate() {
-        let spec = alarm
-            .to_spec()
-            .and_then(|s| s.check().map(|()| s).map_err(|e| e.to_string()))
-            .map_err(|message| {
-                invalid(
-                    origin,
-                    text,
-                    format!("{key}.alarms[{ai}]"),
-                    &alarm.name,
-                    message,
-                )
-            })?;
-        specs.push(spec);
+/// The entry of the file a problem points at: the key at fault where it has a
+/// position, else the name of its object.
+fn span_of<'a>(t: &'a TenantConfig, p: &Problem) -> &'a Spanned<String> {
+    let field = p.field.as_str();
+    match p.loc {
+        Loc::Tenant => &t.name,
+        Loc::Unit(u) => t.units.get(u).map_or(&t.name, |u| &u.name),
+        Loc::Device(d) => t
+            .devices
+            .get(d)
+            .map_or(&t.name, |d| match (&d.unit, field) {
+                (Some(u), "unit") => u,
+                _ => &d.name,
+            }),
+        Loc::Tag(d, g) => {
+            let Some(tag) = t.devices.get(d).and_then(|d| d.tags.get(g)) else {
+                return &t.name;
+            };
+            match (field, &tag.unit) {
+                ("address", _) => &tag.address,
+                ("unit", Some(u)) => u,
+                ("alarms", _) => tag.alarms.first().map_or(&tag.name, |a| &a.name),
+                _ => &tag.name,
+            }
+        }
+        Loc::Rule(d, g, r) => t
+            .devices
+            .get(d)
+            .and_then(|d| d.tags.get(g))
+            .and_then(|g| g.alarms.get(r))
+            .map_or(&t.name, |a| &a.name),
     }
-    crate::alarms::check_tag_rules(&specs).map_err(|e| {
-        let at = tag.alarms.first().map_or(&tag.name, |a| &a.name);
-        invalid(origin, text, format!("{key}.alarms"), at, e.to_string())
-    })
 }
 
 fn validate_settings(c: &Config, origin: &str) -> Result<(), ConfigError> {

@@ -3,6 +3,7 @@
 //! environment, validated at start-up with errors naming the key and its position.
 
 mod alarms;
+pub mod draft;
 mod load;
 mod model;
 mod production;

@@ -340,11 +340,27 @@ impl Default for AuditConfig {
     }
 }
 
+/// What start-up does with a tenant's stored units, devices, tags and alarm rules
+/// that its section of the file does not declare.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Manage {
+    /// Keep them (created through the API, or declared by an earlier file).
+    #[default]
+    Merge,
+    /// Delete them: the file is the tenant's whole configuration.
+    Replace,
+}
+
 /// One tenant declared in the file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub name: Spanned<String>,
+    /// `merge` (default): declared objects are created or updated, nothing is
+    /// deleted. `replace`: what the section does not declare is deleted at start-up.
+    #[serde(default)]
+    pub manage: Manage,
     /// This tenant's quotas where they differ from `[quotas]`.
     #[serde(default)]
     pub quotas: QuotaOverrides,
@@ -359,7 +375,9 @@ pub struct TenantConfig {
 pub struct UnitConfig {
     pub name: Spanned<String>,
     /// `{ lat = …, lon = … }`, validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
@@ -368,6 +386,7 @@ pub struct UnitConfig {
 pub struct DeviceConfig {
     pub name: Spanned<String>,
     /// Name of a unit of the same tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<Spanned<String>>,
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -378,7 +397,7 @@ pub struct DeviceConfig {
     pub driver: DriverConfig,
     /// TLS and credentials of the link, in plaintext here; sealed with
     /// `THERMACORE_SECRET_KEY` before they are stored.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "OpenedSecurity::is_default")]
     pub security: OpenedSecurity,
     #[serde(default)]
     pub tags: Vec<TagConfig>,
@@ -388,6 +407,7 @@ pub struct DeviceConfig {
 #[serde(deny_unknown_fields)]
 pub struct TagConfig {
     pub name: Spanned<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<Spanned<String>>,
     pub address: Spanned<String>,
     #[serde(default = "default_data_type")]
@@ -396,6 +416,7 @@ pub struct TagConfig {
     pub scale: f64,
     #[serde(default)]
     pub offset: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eng_unit: Option<String>,
     #[serde(default)]
     pub deadband: f64,

@@ -103,6 +103,11 @@ impl DeviceSecurity {
 }
 
 impl OpenedSecurity {
+    /// True if nothing is set.
+    pub fn is_default(&self) -> bool {
+        *self == OpenedSecurity::default()
+    }
+
     /// Seals every secret with `key` (what `apply_config` stores).
     pub fn seal(&self, key: &SecretKey) -> Result<DeviceSecurity, SecretError> {
         let (require_tls, tls, credentials) =

@@ -199,6 +199,10 @@ pub struct AuditRecord {
     pub client_addr: Option<String>,
     /// The input, as JSON with secrets redacted.
     pub summary: String,
+    /// A configuration change's objects before and after, as JSON with secrets
+    /// redacted (`[{"kind", "op", "id", "name", "before", "after"}]`); None for other
+    /// actions.
+    pub changes: Option<String>,
 }
 
 /// What `auditLog` may filter on. `None` matches everything.

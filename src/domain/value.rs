@@ -157,6 +157,8 @@ pub enum QualityReason {
     ReferenceError = 24,
     /// The device's clock was not synchronised when it stamped the value.
     ClockUnsynchronized = 25,
+    /// The device is out of service (`enabled = false`, `setDeviceEnabled`): not read.
+    Disabled = 26,
 }
 
 impl QualityReason {
@@ -187,6 +189,7 @@ impl QualityReason {
             23 => QualityReason::ChatterFilter,
             24 => QualityReason::ReferenceError,
             25 => QualityReason::ClockUnsynchronized,
+            26 => QualityReason::Disabled,
             _ => QualityReason::None,
         }
     }
@@ -219,6 +222,7 @@ impl QualityReason {
             QualityReason::ChatterFilter => "chatter_filter",
             QualityReason::ReferenceError => "reference_error",
             QualityReason::ClockUnsynchronized => "clock_unsynchronized",
+            QualityReason::Disabled => "disabled",
         }
     }
 }

@@ -290,6 +290,17 @@ pub trait Driver: Send + 'static {
     }
 }
 
+/// The protocols this build has (Modbus and DNP3 are cargo features).
+pub const PROTOCOLS: &[&str] = &[
+    "sim",
+    #[cfg(feature = "modbus")]
+    "modbus",
+    "mqtt",
+    "opcua",
+    #[cfg(feature = "dnp3")]
+    "dnp3",
+];
+
 /// The protocol part of a device's configuration, tagged by `protocol`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "protocol", rename_all = "snake_case")]
@@ -308,7 +319,56 @@ pub enum DriverConfig {
     Dnp3(Box<dnp3::Dnp3Config>),
 }
 
+/// Reads one protocol's settings with the path of the key at fault.
+fn settings<T: serde::de::DeserializeOwned>(
+    rest: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(serde_json::Value::Object(rest)).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        (path, e.into_inner().to_string())
+    })
+}
+
 impl DriverConfig {
+    /// Reads a driver section given as JSON (an API input), naming the key at fault
+    /// (`port`, `poll_groups[0].period_ms`; empty for the section as a whole), which
+    /// serde's reading of the tagged enum cannot.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, (String, String)> {
+        let Some(map) = value.as_object() else {
+            return Err((String::new(), "must be an object with a `protocol`".into()));
+        };
+        let mut rest = map.clone();
+        let protocol = match rest.remove("protocol") {
+            Some(serde_json::Value::String(p)) => p,
+            Some(_) => return Err(("protocol".into(), "must be a string".into())),
+            None => {
+                return Err((
+                    "protocol".into(),
+                    "missing: sim, modbus, mqtt, opcua or dnp3".into(),
+                ));
+            }
+        };
+        Ok(match protocol.as_str() {
+            "sim" => DriverConfig::Sim(settings(rest)?),
+            #[cfg(feature = "modbus")]
+            "modbus" => DriverConfig::Modbus(settings(rest)?),
+            "mqtt" => DriverConfig::Mqtt(Box::new(settings(rest)?)),
+            "opcua" => DriverConfig::Opcua(Box::new(settings(rest)?)),
+            #[cfg(feature = "dnp3")]
+            "dnp3" => DriverConfig::Dnp3(Box::new(settings(rest)?)),
+            other => {
+                return Err((
+                    "protocol".into(),
+                    format!(
+                        "unknown protocol `{other}` (this server has {})",
+                        PROTOCOLS.join(", ")
+                    ),
+                ));
+            }
+        })
+    }
+
     pub fn protocol(&self) -> &'static str {
         match self {
             DriverConfig::Sim(_) => "sim",
@@ -331,6 +391,47 @@ impl DriverConfig {
             DriverConfig::Opcua(c) => c.check(),
             #[cfg(feature = "dnp3")]
             DriverConfig::Dnp3(c) => c.check(),
+        }
+    }
+
+    /// The `host:port` the driver connects to first (a connection test reaches it over
+    /// TCP before the protocol's session); None for a simulated device.
+    pub fn endpoint(&self) -> Option<String> {
+        match self {
+            DriverConfig::Sim(_) => None,
+            #[cfg(feature = "modbus")]
+            DriverConfig::Modbus(c) => Some(format!("{}:{}", c.host, c.port)),
+            DriverConfig::Mqtt(c) => Some(format!("{}:{}", c.host, c.port)),
+            DriverConfig::Opcua(c) => {
+                let rest = c.endpoint.strip_prefix("opc.tcp://")?;
+                let authority = rest.split('/').next()?;
+                Some(
+                    if authority
+                        .rsplit_once(':')
+                        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+                    {
+                        authority.to_string()
+                    } else {
+                        format!("{authority}:4840")
+                    },
+                )
+            }
+            #[cfg(feature = "dnp3")]
+            DriverConfig::Dnp3(c) => Some(c.endpoint.clone()),
+        }
+    }
+
+    /// Whether a running driver takes a changed set of tags without reconnecting
+    /// ([`Driver::plan`] again on the same link): the device actor is then re-planned
+    /// in place, other protocols restart it.
+    pub fn replans_live(&self) -> bool {
+        match self {
+            DriverConfig::Sim(_) => true,
+            #[cfg(feature = "modbus")]
+            DriverConfig::Modbus(_) => true,
+            DriverConfig::Mqtt(_) | DriverConfig::Opcua(_) => false,
+            #[cfg(feature = "dnp3")]
+            DriverConfig::Dnp3(_) => false,
         }
     }
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use sqlx::FromRow;
 
-use super::Backend;
+use super::{Backend, next_id};
 use crate::alarms::{
     AlarmEvent, AlarmState, Anomaly, Condition, Detection, Rule, RuleSpec, Severity, StoredAlarm,
 };
@@ -190,18 +190,20 @@ impl AlarmStore for Backend {
     ) -> Result<Rule> {
         let json = spec_json(spec)?;
         // Selecting from the tenant's own tags is the isolation check.
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO alarm_rules (tenant_id, tag_id, name, spec) \
-             SELECT t.tenant_id, t.id, $3, $4 FROM tags t WHERE t.id = $2 AND t.tenant_id = $1 \
+        let sql = format!(
+            "INSERT INTO alarm_rules (id, tenant_id, tag_id, name, spec) \
+             SELECT {}, t.tenant_id, t.id, $3, $4 FROM tags t WHERE t.id = $2 AND t.tenant_id = $1 \
              ON CONFLICT (tag_id, name) DO UPDATE SET spec = excluded.spec RETURNING id",
-        )
-        .bind(tenant.0)
-        .bind(tag.0)
-        .bind(&spec.name)
-        .bind(&json)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| insert_error(e, || format!("rule `{}`", spec.name), "tag"))?;
+            next_id("alarm_rules")
+        );
+        let id: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(tenant.0)
+            .bind(tag.0)
+            .bind(&spec.name)
+            .bind(&json)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| insert_error(e, || format!("rule `{}`", spec.name), "tag"))?;
         let id = id.ok_or_else(|| Error::NotFound(format!("tag {tag} in tenant {tenant}")))?;
         Ok(Rule {
             id: RuleId(id),

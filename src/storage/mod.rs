@@ -2,6 +2,7 @@
 //! implementations over sqlx. Every method that touches tenant data takes a
 //! [`TenantId`], so no caller can forget the scope.
 
+mod changes;
 mod codec;
 pub mod export;
 pub mod postgres;
@@ -22,6 +23,7 @@ use crate::domain::{
     Timestamp, Unit, UnitSpec, User, UserId, UserState,
 };
 
+pub use changes::{DeviceWrite, Ref, RuleWrite, TagWrite, UnitWrite, WorldChanges, WrittenIds};
 pub use codec::{decode_code, decode_value, encode_code};
 
 /// Errors of the storage layer.
@@ -395,6 +397,11 @@ pub trait Store: SecurityStore + AlarmStore {
     async fn device(&self, tenant: TenantId, id: DeviceId) -> Result<Option<Device>>;
     /// All tags of the tenant, or of one of its devices.
     async fn tags(&self, tenant: TenantId, device: Option<DeviceId>) -> Result<Vec<Tag>>;
+    /// Applies a batch of configuration writes and deletions in one transaction: all
+    /// or nothing. A name taken is [`Error::Conflict`]; an id (or a unit, device or tag
+    /// referred to) that is not the tenant's is [`Error::NotFound`]. New ids are never
+    /// ones a deleted object had. Returns the id of every write, in order.
+    async fn apply_world(&self, tenant: TenantId, changes: &WorldChanges) -> Result<WrittenIds>;
 
     // --- history -----------------------------------------------------------------------
 

@@ -14,6 +14,9 @@ mod rollups;
 #[path = "alarms.rs"]
 mod alarms;
 #[allow(clippy::duplicate_mod)]
+#[path = "apply.rs"]
+mod apply;
+#[allow(clippy::duplicate_mod)]
 #[path = "security.rs"]
 mod security;
 #[allow(clippy::duplicate_mod)]
@@ -58,6 +61,11 @@ const COMPACT_ROUNDS: usize = 100;
 
 /// The pool type the shared `world` module is compiled against.
 type Pool = PgPool;
+
+/// The id of a new row of `table`, from its sequence (which never gives an id twice).
+fn next_id(table: &str) -> String {
+    format!("nextval(pg_get_serial_sequence('{table}', 'id'))")
+}
 /// The database the shared modules build queries for.
 type Db = sqlx::Postgres;
 /// The store type the shared `security` module implements [`SecurityStore`](super::SecurityStore) for.
@@ -203,6 +211,14 @@ impl Store for PostgresStore {
 
     async fn tags(&self, tenant: TenantId, device: Option<DeviceId>) -> Result<Vec<Tag>> {
         world::tags(&self.pool, tenant, device).await
+    }
+
+    async fn apply_world(
+        &self,
+        tenant: TenantId,
+        changes: &super::WorldChanges,
+    ) -> Result<super::WrittenIds> {
+        apply::apply_world(&self.pool, tenant, changes).await
     }
 
     async fn insert_samples(&self, samples: &[StoredSample]) -> Result<u64> {

@@ -78,6 +78,7 @@ struct AuditRow {
     request_id: Option<String>,
     client_addr: Option<String>,
     summary: String,
+    changes: Option<String>,
 }
 
 impl TryFrom<AuditRow> for AuditRecord {
@@ -103,6 +104,7 @@ impl TryFrom<AuditRow> for AuditRecord {
             request_id: r.request_id,
             client_addr: r.client_addr,
             summary: r.summary,
+            changes: r.changes,
         })
     }
 }
@@ -384,8 +386,9 @@ impl SecurityStore for Backend {
     async fn append_audit(&self, r: &AuditRecord) -> Result<i64> {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO audit_log (at, tenant_id, tenant_name, user_id, username, action, \
-             resource_type, resource_id, outcome, reason, request_id, client_addr, summary) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+             resource_type, resource_id, outcome, reason, request_id, client_addr, summary, \
+             changes) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
         )
         .bind(r.at.0)
         .bind(r.tenant.map(|t| t.0))
@@ -400,6 +403,7 @@ impl SecurityStore for Backend {
         .bind(r.request_id.as_deref())
         .bind(r.client_addr.as_deref())
         .bind(&r.summary)
+        .bind(r.changes.as_deref())
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
@@ -415,7 +419,7 @@ impl SecurityStore for Backend {
         // Newest first; `before_id` is the cursor of the previous page.
         let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT id, at, tenant_id, tenant_name, user_id, username, action, resource_type, \
-             resource_id, outcome, reason, request_id, client_addr, summary FROM audit_log \
+             resource_id, outcome, reason, request_id, client_addr, summary, changes FROM audit_log \
              WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR id < $2) \
              AND ($3 IS NULL OR action = $3) AND ($4 IS NULL OR username = $4) \
              AND ($5 IS NULL OR outcome = $5) AND ($6 IS NULL OR resource_type = $6) \

@@ -8,6 +8,9 @@ mod history;
 #[path = "alarms.rs"]
 mod alarms;
 #[allow(clippy::duplicate_mod)]
+#[path = "apply.rs"]
+mod apply;
+#[allow(clippy::duplicate_mod)]
 #[path = "security.rs"]
 mod security;
 #[allow(clippy::duplicate_mod)]
@@ -41,6 +44,16 @@ const HISTORY_TABLES: [&str; 1] = ["samples"];
 
 /// The pool type the shared `world` module is compiled against.
 type Pool = SqlitePool;
+
+/// The id of a new row of `table`: above every id the table holds or ever held
+/// (SQLite alone would give the id of a deleted last row again; `id_floors` keeps the
+/// largest deleted one).
+fn next_id(table: &str) -> String {
+    format!(
+        "(SELECT max(m) + 1 FROM (SELECT coalesce(max(id), 0) AS m FROM {table} \
+         UNION ALL SELECT last_id FROM id_floors WHERE tbl = '{table}'))"
+    )
+}
 /// The database the shared modules build queries for.
 type Db = sqlx::Sqlite;
 /// The store type the shared `security` module implements [`SecurityStore`](super::SecurityStore) for.
@@ -193,6 +206,14 @@ impl Store for SqliteStore {
 
     async fn tags(&self, tenant: TenantId, device: Option<DeviceId>) -> Result<Vec<Tag>> {
         world::tags(&self.pool, tenant, device).await
+    }
+
+    async fn apply_world(
+        &self,
+        tenant: TenantId,
+        changes: &super::WorldChanges,
+    ) -> Result<super::WrittenIds> {
+        apply::apply_world(&self.pool, tenant, changes).await
     }
 
     async fn insert_samples(&self, samples: &[StoredSample]) -> Result<u64> {

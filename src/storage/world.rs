@@ -5,7 +5,7 @@
 //! so this file is compiled twice, as `sqlite::world` and `postgres::world`, each time
 //! against its parent's concrete `Pool` type: no generic bounds, no copy to drift.
 
-use super::Pool;
+use super::{Pool, next_id};
 
 use crate::domain::{
     Device, DeviceId, DeviceSpec, Role, Tag, TagId, TagSpec, Tenant, TenantId, Unit, UnitId,
@@ -132,20 +132,23 @@ pub(super) async fn user_by_id(pool: &Pool, tenant: TenantId, id: UserId) -> Res
 }
 
 pub(super) async fn upsert_unit(pool: &Pool, tenant: TenantId, spec: &UnitSpec) -> Result<Unit> {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO units (tenant_id, name, lat, lon, description) VALUES ($1, $2, $3, $4, $5) \
+    let sql = format!(
+        "INSERT INTO units (id, tenant_id, name, lat, lon, description) \
+         VALUES ({}, $1, $2, $3, $4, $5) \
          ON CONFLICT (tenant_id, name) DO UPDATE \
          SET lat = excluded.lat, lon = excluded.lon, description = excluded.description \
          RETURNING id",
-    )
-    .bind(tenant.0)
-    .bind(&spec.name)
-    .bind(spec.location.map(|l| l.lat))
-    .bind(spec.location.map(|l| l.lon))
-    .bind(spec.description.as_deref())
-    .fetch_one(pool)
-    .await
-    .map_err(|e| insert_error(e, || spec.name.clone(), &format!("tenant {tenant}")))?;
+        next_id("units")
+    );
+    let id: i64 = sqlx::query_scalar(&sql)
+        .bind(tenant.0)
+        .bind(&spec.name)
+        .bind(spec.location.map(|l| l.lat))
+        .bind(spec.location.map(|l| l.lon))
+        .bind(spec.description.as_deref())
+        .fetch_one(pool)
+        .await
+        .map_err(|e| insert_error(e, || spec.name.clone(), &format!("tenant {tenant}")))?;
     Ok(Unit {
         id: UnitId(id),
         tenant,
@@ -162,26 +165,28 @@ pub(super) async fn upsert_device(
         .map_err(|e| invalid(format!("driver config of `{}`: {e}", spec.name)))?;
     let security = security_column(spec)?;
     // The unit, if any, must be one of this tenant's: otherwise nothing is inserted.
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO devices (tenant_id, unit_id, name, enabled, poll_ms, protocol, driver_config, \
-         security) SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+    let sql = format!(
+        "INSERT INTO devices (id, tenant_id, unit_id, name, enabled, poll_ms, protocol, \
+         driver_config, security) SELECT {}, $1, $2, $3, $4, $5, $6, $7, $8 \
          WHERE $2 IS NULL OR EXISTS (SELECT 1 FROM units WHERE id = $2 AND tenant_id = $1) \
          ON CONFLICT (tenant_id, name) DO UPDATE SET unit_id = excluded.unit_id, \
          enabled = excluded.enabled, poll_ms = excluded.poll_ms, \
          protocol = excluded.protocol, driver_config = excluded.driver_config, \
          security = excluded.security RETURNING id",
-    )
-    .bind(tenant.0)
-    .bind(spec.unit.map(|u| u.0))
-    .bind(&spec.name)
-    .bind(spec.enabled)
-    .bind(poll_ms_column(spec.poll_ms)?)
-    .bind(spec.driver.protocol())
-    .bind(&driver_config)
-    .bind(security.as_deref())
-    .fetch_optional(pool)
-    .await
-    .map_err(|e| insert_error(e, || spec.name.clone(), &format!("tenant {tenant}")))?;
+        next_id("devices")
+    );
+    let id: Option<i64> = sqlx::query_scalar(&sql)
+        .bind(tenant.0)
+        .bind(spec.unit.map(|u| u.0))
+        .bind(&spec.name)
+        .bind(spec.enabled)
+        .bind(poll_ms_column(spec.poll_ms)?)
+        .bind(spec.driver.protocol())
+        .bind(&driver_config)
+        .bind(security.as_deref())
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| insert_error(e, || spec.name.clone(), &format!("tenant {tenant}")))?;
     let id = id.ok_or_else(|| unit_not_found(tenant, spec.unit))?;
     Ok(Device {
         id: DeviceId(id),
@@ -198,10 +203,10 @@ pub(super) async fn upsert_tag(
 ) -> Result<Tag> {
     // Selecting from the tenant's own devices is the isolation check: another
     // tenant's device id (or unit id) inserts nothing.
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO tags (tenant_id, device_id, unit_id, name, address, data_type, \
+    let sql = format!(
+        "INSERT INTO tags (id, tenant_id, device_id, unit_id, name, address, data_type, \
          scale, \"offset\", eng_unit, deadband, writable) \
-         SELECT d.tenant_id, d.id, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM devices d \
+         SELECT {}, d.tenant_id, d.id, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM devices d \
          WHERE d.id = $2 AND d.tenant_id = $1 \
          AND ($3 IS NULL OR EXISTS (SELECT 1 FROM units WHERE id = $3 AND tenant_id = $1)) \
          ON CONFLICT (device_id, name) DO UPDATE SET unit_id = excluded.unit_id, \
@@ -209,20 +214,22 @@ pub(super) async fn upsert_tag(
          \"offset\" = excluded.\"offset\", eng_unit = excluded.eng_unit, \
          deadband = excluded.deadband, writable = excluded.writable \
          RETURNING id",
-    )
-    .bind(tenant.0)
-    .bind(device.0)
-    .bind(spec.unit.map(|u| u.0))
-    .bind(&spec.name)
-    .bind(&spec.address)
-    .bind(spec.data_type.as_str())
-    .bind(spec.scale)
-    .bind(spec.offset)
-    .bind(spec.eng_unit.as_deref())
-    .bind(spec.deadband)
-    .bind(spec.writable)
-    .fetch_optional(pool)
-    .await?;
+        next_id("tags")
+    );
+    let id: Option<i64> = sqlx::query_scalar(&sql)
+        .bind(tenant.0)
+        .bind(device.0)
+        .bind(spec.unit.map(|u| u.0))
+        .bind(&spec.name)
+        .bind(&spec.address)
+        .bind(spec.data_type.as_str())
+        .bind(spec.scale)
+        .bind(spec.offset)
+        .bind(spec.eng_unit.as_deref())
+        .bind(spec.deadband)
+        .bind(spec.writable)
+        .fetch_optional(pool)
+        .await?;
     let Some(id) = id else {
         let own_device = !devices(pool, tenant, Some(device)).await?.is_empty();
         return Err(if own_device {

@@ -388,6 +388,14 @@ async fn ids_of_another_tenant_are_not_found() {
         ("Mutation.shelveAlarm", ("id", "alarm")),
         ("Mutation.unshelveAlarm", ("id", "alarm")),
         ("Subscription.alarmEvents", ("unitId", "unit")),
+        ("Query.devices", ("after", "device")),
+        ("Mutation.updateUnit", ("id", "unit")),
+        ("Mutation.deleteUnit", ("id", "unit")),
+        ("Mutation.updateDevice", ("id", "device")),
+        ("Mutation.deleteDevice", ("id", "device")),
+        ("Mutation.setDeviceEnabled", ("id", "device")),
+        ("Mutation.updateTag", ("id", "tag")),
+        ("Mutation.deleteTag", ("id", "tag")),
     ]);
     let literal = |kind: &str| match kind {
         "device" => format!("\"{device}\""),

@@ -25,6 +25,8 @@ fn record(tenant: Option<TenantId>, action: &str, outcome: AuditOutcome, at: i64
         request_id: Some(format!("r-{at}")),
         client_addr: Some("127.0.0.1".into()),
         summary: r#"{"password":"***"}"#.into(),
+        changes: (action == "Mutation.updateDevice")
+            .then(|| r#"[{"kind":"device","op":"update"}]"#.into()),
     }
 }
 
@@ -356,6 +358,30 @@ async fn audit(store: &dyn Store, w: &World) {
         ))
         .await
         .expect("append");
+    // A configuration change keeps its objects before and after.
+    let change = store
+        .append_audit(&record(
+            Some(w.b.id),
+            "Mutation.updateDevice",
+            AuditOutcome::Success,
+            base + 12,
+        ))
+        .await
+        .expect("append");
+    let of_b = store
+        .audit_log(Some(w.b.id), &AuditFilter::default(), None, 100)
+        .await
+        .expect("read b");
+    let stored = of_b.iter().find(|r| r.id == change).expect("the change");
+    assert_eq!(
+        stored.changes.as_deref(),
+        Some(r#"[{"kind":"device","op":"update"}]"#)
+    );
+    assert!(
+        of_b.iter()
+            .filter(|r| r.id != change)
+            .all(|r| r.changes.is_none())
+    );
 
     let all_a = store
         .audit_log(Some(w.a.id), &AuditFilter::default(), None, 100)

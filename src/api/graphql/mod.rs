@@ -3,10 +3,12 @@
 
 mod alarms;
 mod analytics;
+mod configure;
 mod devices;
 mod mutation;
 mod opcua;
 pub mod operations;
+mod plant;
 mod query;
 mod subscription;
 mod types;

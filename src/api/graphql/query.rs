@@ -18,6 +18,7 @@ use crate::storage::rollup::{bucket_gaps, sample_gaps};
 #[derive(async_graphql::MergedObject, Default)]
 pub struct QueryRoot(
     CoreQueries,
+    super::plant::PlantQueries,
     super::alarms::AlarmQueries,
     super::analytics::AnalyticsQueries,
 );
@@ -46,16 +47,6 @@ impl CoreQueries {
             .await
             .map_err(|e| fail(ctx, e))?;
         Ok(units.into_iter().map(Unit::from).collect())
-    }
-
-    async fn devices(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Device>> {
-        let s = session(ctx)?;
-        let devices = api(ctx)
-            .store
-            .devices(s.tenant)
-            .await
-            .map_err(|e| fail(ctx, e))?;
-        Ok(devices.into_iter().map(Device::from).collect())
     }
 
     /// One device; NOT_FOUND when it is not the caller's tenant's.

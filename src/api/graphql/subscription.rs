@@ -50,7 +50,7 @@ impl CoreSubscriptions {
         }
         // The slot lives as long as the stream: dropping it frees the quota.
         let stream = futures::stream::unfold((sub, slot), |(sub, slot)| async move {
-            let values = sub.recv().await;
+            let values = sub.recv().await?;
             Some((
                 futures::stream::iter(values.into_iter().map(TagValue::from)),
                 (sub, slot),
@@ -61,8 +61,10 @@ impl CoreSubscriptions {
 
     /// Every change of state (CONNECTING, ONLINE, DEGRADED, OFFLINE, RESTARTING,
     /// DISABLED) or of the last error of one device, or of every device of the tenant
-    /// without `deviceId`. The current status comes first; a subscriber that falls
-    /// behind gets the current status again instead of what it missed.
+    /// without `deviceId` (devices created later included). The current status comes
+    /// first; a subscriber that falls behind gets the current status again instead of
+    /// what it missed. A deleted device's last status has `removed: true`; a
+    /// subscription to that device then completes.
     async fn device_status(
         &self,
         ctx: &Context<'_>,
@@ -84,23 +86,33 @@ impl CoreSubscriptions {
         };
         let first = current(&t);
         let stream = futures::stream::unfold(
-            (rx, slot, t, Some(first)),
-            move |(mut rx, slot, t, first)| async move {
+            (rx, slot, t, Some(first), false),
+            move |(mut rx, slot, t, first, ended)| async move {
                 if let Some(first) = first {
-                    return Some((first, (rx, slot, t, None)));
+                    return Some((first, (rx, slot, t, None, false)));
+                }
+                if ended {
+                    return None;
                 }
                 loop {
                     match rx.recv().await {
+                        Ok(ev) if ev.removed && device.is_none_or(|d| d == ev.device) => {
+                            let out = vec![DeviceStatus::last(ev.device, ev.status)];
+                            // Following that device only: nothing more will come.
+                            return Some((out, (rx, slot, t, None, device.is_some())));
+                        }
                         Ok(ev) if device.is_none_or(|d| d == ev.device) => {
                             let out = vec![DeviceStatus::new(ev.device, ev.status)];
-                            return Some((out, (rx, slot, t, None)));
+                            return Some((out, (rx, slot, t, None, false)));
                         }
                         Ok(_) => {}
                         Err(RecvError::Lagged(n)) => {
                             metrics::counter!(crate::telemetry::names::DEVICE_STATUS_LAGGED)
                                 .increment(n);
                             let now = current(&t);
-                            return Some((now, (rx, slot, t, None)));
+                            // A followed device deleted meanwhile: end.
+                            let gone = device.is_some() && now.is_empty();
+                            return Some((now, (rx, slot, t, None, gone)));
                         }
                         Err(RecvError::Closed) => return None,
                     }

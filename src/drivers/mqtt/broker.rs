@@ -134,7 +134,9 @@ impl EmbeddedBroker {
         limits: BrokerLimits,
         security: BrokerSecurity,
     ) -> Result<EmbeddedBroker, BrokerError> {
-        let tls = security.tls.is_some();
+        // A broker behind TLS or passwords is only reached, not greeted: rumqttd closes
+        // an anonymous CONNECT to a password-protected listener without a CONNACK.
+        let tcp_only = security.tls.is_some() || !security.users.is_empty();
         check_bindable(addr)?;
         let config = rumqttd_config(addr, &limits, security);
         let (tx, rx) = mpsc::channel::<String>();
@@ -151,7 +153,7 @@ impl EmbeddedBroker {
             })
             .map_err(BrokerError::Thread)?;
         let broker = EmbeddedBroker { addr, thread };
-        broker.wait_ready(&rx, READY_TIMEOUT, tls)?;
+        broker.wait_ready(&rx, READY_TIMEOUT, tcp_only)?;
         tracing::info!(%addr, "embedded MQTT broker ready");
         Ok(broker)
     }
@@ -176,7 +178,7 @@ impl EmbeddedBroker {
         &self,
         exited: &mpsc::Receiver<String>,
         timeout: Duration,
-        tls: bool,
+        tcp_only: bool,
     ) -> Result<(), BrokerError> {
         let deadline = Instant::now() + timeout;
         let mut attempt = 0u32;
@@ -192,7 +194,7 @@ impl EmbeddedBroker {
                 return Err(stopped("its thread panicked (see the log)".into()));
             }
             attempt += 1;
-            let ready = if tls {
+            let ready = if tcp_only {
                 TcpStream::connect_timeout(&self.connect_addr(), Duration::from_millis(500))
                     .map(drop)
             } else {

@@ -1,12 +1,15 @@
-//! Mutation root, merged from six parts: sessions (login, refresh, logout, password),
+//! Mutation root, merged from eight parts: sessions (login, refresh, logout, password),
 //! users of the caller's tenant, tenants (platform administrators), commands
-//! (writeTag), OPC UA imports (importOpcUaTags) and alarm handling (acknowledge,
+//! (writeTag), OPC UA imports (importOpcUaTags), units, devices and tags (plant),
+//! bulk configuration and connection tests (config), and alarm handling (acknowledge,
 //! shelve, unshelve: `../alarms.rs`). Every field's
 //! access rule is in [`crate::api::permissions::FIELDS`]; every call leaves exactly one
 //! audit record (written by the audit extension).
 
+mod config;
 mod control;
 mod opcua;
+mod plant;
 mod session;
 mod tenants;
 mod users;
@@ -26,6 +29,8 @@ pub struct MutationRoot(
     tenants::TenantMutations,
     control::ControlMutations,
     opcua::OpcUaMutations,
+    plant::PlantMutations,
+    config::ConfigMutations,
     super::alarms::AlarmMutations,
 );
 

@@ -4,11 +4,13 @@
 
 mod alarms;
 mod analytics;
+mod config;
 mod opcua;
 mod security;
 
 pub use alarms::*;
 pub use analytics::*;
+pub use config::*;
 pub use opcua::*;
 pub use security::*;
 
@@ -182,7 +184,8 @@ pub struct DeviceStatus {
     pub poll_errors: u64,
     pub restarts: u64,
     pub last_poll: Option<DateTime<Utc>>,
-    /// The last poll in which every tag read.
+    /// The last poll in which every tag read; for a device that pushes its values
+    /// (MQTT, OPC UA subscriptions, DNP3 events), the last time values arrived.
     pub last_success: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     /// Protocol requests of one cycle of every poll group, from the read plan.
@@ -191,9 +194,19 @@ pub struct DeviceStatus {
     pub poll_groups: Vec<PollGroup>,
     /// Addresses in the bad-address cache (skipped for a grace period, then retried).
     pub bad_addresses: u32,
+    /// The device was deleted: this is the last status a `deviceStatus` subscription
+    /// carries for it.
+    pub removed: bool,
 }
 
 impl DeviceStatus {
+    pub fn last(device: domain::DeviceId, s: RtStatus) -> Self {
+        DeviceStatus {
+            removed: true,
+            ..DeviceStatus::new(device, s)
+        }
+    }
+
     pub fn new(device: domain::DeviceId, s: RtStatus) -> Self {
         DeviceStatus {
             device_id: ID(device.to_string()),
@@ -217,6 +230,7 @@ impl DeviceStatus {
                 })
                 .collect(),
             bad_addresses: s.bad_addresses,
+            removed: false,
         }
     }
 }
@@ -231,6 +245,9 @@ pub struct Device {
     pub poll_ms: u64,
     pub unit_id: Option<ID>,
     pub security: DeviceSecurity,
+    /// Counted by the list that holds the device (once for all of them).
+    #[graphql(skip)]
+    pub counted: Option<TagCounts>,
 }
 
 /// What a secret field shows when it is set: never the value, never the ciphertext.
@@ -286,6 +303,20 @@ impl From<&domain::DeviceSecurity> for DeviceSecurity {
 
 #[ComplexObject]
 impl Device {
+    /// Its tags by the quality of their latest value (from the cache).
+    #[graphql(guard = "Need(Permission::Read)")]
+    async fn tag_counts(&self, ctx: &Context<'_>) -> async_graphql::Result<TagCounts> {
+        if let Some(c) = self.counted {
+            return Ok(c);
+        }
+        let t = tenant(ctx)?;
+        let id = self
+            .id
+            .parse()
+            .map_err(|_| fail(ctx, super::ApiError::NotFound("device")))?;
+        Ok(tag_counts(&t, Some(id)).remove(&id).unwrap_or_default())
+    }
+
     #[graphql(guard = "Need(Permission::Read)")]
     async fn status(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<DeviceStatus>> {
         let t = tenant(ctx)?;
@@ -322,8 +353,36 @@ impl From<domain::Device> for Device {
             poll_ms: d.spec.poll_ms,
             unit_id: d.spec.unit.map(|u| ID(u.to_string())),
             security: (&d.spec.security).into(),
+            counted: None,
         }
     }
+}
+
+/// The tags of every device of a tenant by the quality of their latest value, in
+/// one pass over its tags.
+pub fn tag_counts(
+    t: &crate::actors::TenantShared,
+    only: Option<domain::DeviceId>,
+) -> std::collections::HashMap<domain::DeviceId, TagCounts> {
+    let mut out: std::collections::HashMap<domain::DeviceId, TagCounts> = Default::default();
+    let now = Timestamp::now();
+    for e in t.tag_devices.iter() {
+        let device = *e.value();
+        if only.is_some_and(|d| d != device) {
+            continue;
+        }
+        let c = out.entry(device).or_default();
+        c.total += 1;
+        match t.cache.get(*e.key(), now) {
+            Lookup::Value(l) => match l.quality {
+                Quality::Good => c.good += 1,
+                Quality::Uncertain(_) => c.uncertain += 1,
+                Quality::Bad(_) => c.bad += 1,
+            },
+            _ => c.no_value += 1,
+        }
+    }
+    out
 }
 
 #[derive(SimpleObject, Clone)]

@@ -1,7 +1,7 @@
 //! GraphQL types of the security model: sessions, users, tenants and quotas, the
 //! audit log.
 
-use async_graphql::{Enum, ID, SimpleObject};
+use async_graphql::{Enum, ID, Json, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use crate::domain;
@@ -152,6 +152,9 @@ pub struct AuditEntry {
     pub client_addr: Option<String>,
     /// The input as JSON, with secrets replaced by `***`.
     pub summary: String,
+    /// What a configuration change did, object by object: `[{kind, op, id, name,
+    /// before, after}]` with secrets replaced by `***`; null for other actions.
+    pub changes: Option<Json<serde_json::Value>>,
 }
 
 impl From<domain::AuditRecord> for AuditEntry {
@@ -170,6 +173,10 @@ impl From<domain::AuditRecord> for AuditEntry {
             request_id: r.request_id,
             client_addr: r.client_addr,
             summary: r.summary,
+            changes: r
+                .changes
+                .and_then(|c| serde_json::from_str(&c).ok())
+                .map(Json),
         }
     }
 }

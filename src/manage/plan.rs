@@ -1,0 +1,553 @@
+//! The difference between the stored world and a draft: the writes that turn the one
+//! into the other ([`WorldChanges`]), what they change object by object ([`Change`],
+//! for the API's answer and the audit log), and which running actors they touch
+//! ([`Touched`]). Objects are matched by id where the draft has one, else by name
+//! (units and devices in the tenant, tags in their device, rules in their tag): what
+//! the draft does not hold is deleted.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::document::{KEEP_SECRET, masked};
+use super::stored::Stored;
+use crate::actors::tenant::Touched;
+use crate::alarms::Rule;
+use crate::config::AlarmConfig;
+use crate::config::draft::{Draft, Loc, Problem, RuleDraft, SecurityDraft, TagDraft};
+use crate::domain::{
+    DeviceCredentials, DeviceId, DeviceSecurity, DeviceSpec, DeviceTls, Tag, TagSpec, UnitId,
+};
+use crate::secrets::{Sealed, Secret, SecretKey};
+use crate::storage::{DeviceWrite, Ref, RuleWrite, TagWrite, UnitWrite, WorldChanges, WrittenIds};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Unit,
+    Device,
+    Tag,
+    AlarmRule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+/// One object a change creates, updates or deletes, before and after (secrets as
+/// `***`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub kind: Kind,
+    pub op: Op,
+    /// The object's id (a created one's once it is written).
+    pub id: Option<String>,
+    /// `unit`, `device`, `device/tag` or `device/tag/rule`.
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
+}
+
+/// The writes of a change, and what they mean.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub changes: WorldChanges,
+    pub report: Vec<Change>,
+    pub touched: Touched,
+    /// Creates in `report`: (report index, kind, index of the write).
+    created: Vec<(usize, Kind, usize)>,
+}
+
+impl Plan {
+    /// Fills in the ids of the created objects, once written.
+    pub fn finish(mut self, written: &WrittenIds) -> Vec<Change> {
+        for (r, kind, w) in std::mem::take(&mut self.created) {
+            let id = match kind {
+                Kind::Unit => written.units.get(w).map(|i| i.to_string()),
+                Kind::Device => written.devices.get(w).map(|i| i.to_string()),
+                Kind::Tag => written.tags.get(w).map(|i| i.to_string()),
+                Kind::AlarmRule => written.rules.get(w).map(|i| i.to_string()),
+            };
+            if let Some(c) = self.report.get_mut(r) {
+                c.id = id;
+            }
+        }
+        self.report
+    }
+
+    fn note(&mut self, kind: Kind, op: Op, id: Option<String>, name: String) -> &mut Change {
+        self.report.push(Change {
+            kind,
+            op,
+            id,
+            name,
+            before: None,
+            after: None,
+        });
+        let last = self.report.len() - 1;
+        &mut self.report[last]
+    }
+
+    fn created(&mut self, kind: Kind, write: usize, name: String, after: serde_json::Value) {
+        let r = self.report.len();
+        self.note(kind, Op::Create, None, name).after = Some(after);
+        self.created.push((r, kind, write));
+    }
+}
+
+/// The plan that turns `stored` into `draft` (which [`check`](crate::config::draft::check)
+/// found valid). Fails with the problems it meets: secrets that cannot be sealed or
+/// kept, ids that are not stored.
+pub fn plan(stored: &Stored, draft: &Draft, key: Option<&SecretKey>) -> Result<Plan, Vec<Problem>> {
+    let mut p = Plan::default();
+    let mut problems = Vec::new();
+
+    // Units.
+    let claimed: HashSet<UnitId> = draft.units.iter().filter_map(|u| u.id).collect();
+    let mut units: HashMap<&str, Ref<UnitId>> = HashMap::new();
+    let mut kept = HashSet::new();
+    for (ui, u) in draft.units.iter().enumerate() {
+        let matched = match u.id {
+            Some(id) => stored.units.iter().find(|s| s.id == id),
+            None => stored
+                .units
+                .iter()
+                .find(|s| s.spec.name == u.spec.name && !claimed.contains(&s.id)),
+        };
+        let r = match (matched, u.id) {
+            (Some(s), _) => {
+                kept.insert(s.id);
+                if s.spec != u.spec {
+                    p.changes.units.push(UnitWrite {
+                        id: Some(s.id),
+                        spec: u.spec.clone(),
+                    });
+                    let c = p.note(
+                        Kind::Unit,
+                        Op::Update,
+                        Some(s.id.to_string()),
+                        u.spec.name.clone(),
+                    );
+                    c.before = Some(json!(s.spec));
+                    c.after = Some(json!(u.spec));
+                    p.touched.alarms = true;
+                }
+                Ref::Stored(s.id)
+            }
+            (None, Some(id)) => {
+                problems.push(Problem::new(Loc::Unit(ui), "id", format!("no unit {id}")));
+                continue;
+            }
+            (None, None) => {
+                let k = p.changes.units.len();
+                p.changes.units.push(UnitWrite {
+                    id: None,
+                    spec: u.spec.clone(),
+                });
+                p.created(Kind::Unit, k, u.spec.name.clone(), json!(u.spec));
+                Ref::Written(k)
+            }
+        };
+        units.insert(u.spec.name.as_str(), r);
+    }
+    for s in stored.units.iter().filter(|s| !kept.contains(&s.id)) {
+        p.changes.delete_units.push(s.id);
+        p.note(
+            Kind::Unit,
+            Op::Delete,
+            Some(s.id.to_string()),
+            s.spec.name.clone(),
+        )
+        .before = Some(json!(s.spec));
+        p.touched.alarms = true;
+    }
+    let unit_of = |name: &Option<String>| name.as_deref().and_then(|n| units.get(n).copied());
+    let unit_name = |r: Option<Ref<UnitId>>, names: &Option<String>| match r {
+        Some(_) => names.clone(),
+        None => None,
+    };
+
+    // Devices, their tags and the tags' rules.
+    let claimed: HashSet<DeviceId> = draft.devices.iter().filter_map(|d| d.id).collect();
+    let mut kept = HashSet::new();
+    for (di, d) in draft.devices.iter().enumerate() {
+        let matched = match d.id {
+            Some(id) => stored.device(id),
+            None => stored
+                .devices
+                .iter()
+                .find(|s| s.spec.name == d.name && !claimed.contains(&s.id)),
+        };
+        if matched.is_none() && d.id.is_some() {
+            problems.push(Problem::new(Loc::Device(di), "id", "no such device"));
+            continue;
+        }
+        let security = match resolve_security(&d.security, matched.map(|m| &m.spec.security), key) {
+            Ok(s) => s,
+            Err((field, message)) => {
+                problems.push(Problem::new(Loc::Device(di), field, message));
+                continue;
+            }
+        };
+        let unit = unit_of(&d.unit);
+        let spec = DeviceSpec {
+            name: d.name.clone(),
+            unit: match unit {
+                Some(Ref::Stored(id)) => Some(id),
+                _ => None,
+            },
+            enabled: d.enabled,
+            poll_ms: d.poll_ms,
+            driver: d.driver.clone(),
+            security,
+        };
+        let device_json = |spec: &DeviceSpec, unit: Option<&str>| {
+            json!({
+                "name": spec.name, "unit": unit, "enabled": spec.enabled, "poll_ms": spec.poll_ms,
+                "driver": spec.driver, "security": masked(&spec.security),
+            })
+        };
+        let after = device_json(&spec, unit_name(unit, &d.unit).as_deref());
+        let device = match matched {
+            Some(m) => {
+                kept.insert(m.id);
+                let same_unit = match unit {
+                    None => m.spec.unit.is_none(),
+                    Some(Ref::Stored(id)) => m.spec.unit == Some(id),
+                    Some(Ref::Written(_)) => false,
+                };
+                if !same_unit
+                    || m.spec
+                        != (DeviceSpec {
+                            unit: m.spec.unit,
+                            ..spec.clone()
+                        })
+                {
+                    p.changes.devices.push(DeviceWrite {
+                        id: Some(m.id),
+                        unit,
+                        spec,
+                    });
+                    p.touched.devices.insert(m.id);
+                    let before =
+                        device_json(&m.spec, m.spec.unit.and_then(|u| stored.unit_name(u)));
+                    let c = p.note(
+                        Kind::Device,
+                        Op::Update,
+                        Some(m.id.to_string()),
+                        d.name.clone(),
+                    );
+                    c.before = Some(before);
+                    c.after = Some(after);
+                }
+                Ref::Stored(m.id)
+            }
+            None => {
+                let k = p.changes.devices.len();
+                p.changes.devices.push(DeviceWrite {
+                    id: None,
+                    unit,
+                    spec,
+                });
+                p.created(Kind::Device, k, d.name.clone(), after);
+                Ref::Written(k)
+            }
+        };
+        let generated = d.driver.generated_tags().into_iter().map(|g| TagDraft {
+            id: None,
+            name: g.name,
+            unit: None,
+            address: g.address,
+            data_type: g.data_type,
+            scale: g.scale,
+            offset: g.offset,
+            eng_unit: g.eng_unit,
+            deadband: g.deadband,
+            writable: g.writable,
+            alarms: Vec::new(),
+        });
+        let wanted: Vec<TagDraft> = d.tags.iter().cloned().chain(generated).collect();
+        let have: Vec<&Tag> = matched
+            .map(|m| stored.tags.iter().filter(|t| t.device == m.id).collect())
+            .unwrap_or_default();
+        plan_tags(&mut p, stored, (d, device), &wanted, &have, &unit_of);
+    }
+    for s in stored.devices.iter().filter(|s| !kept.contains(&s.id)) {
+        p.changes.delete_devices.push(s.id);
+        let c = p.note(
+            Kind::Device,
+            Op::Delete,
+            Some(s.id.to_string()),
+            s.spec.name.clone(),
+        );
+        c.before = Some(json!({"name": s.spec.name, "driver": s.spec.driver}));
+        for t in stored.tags.iter().filter(|t| t.device == s.id) {
+            p.touched.removed_tags.push(t.id);
+        }
+    }
+    if problems.is_empty() {
+        Ok(p)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The tags of one device: `wanted` (declared, then generated) against the stored
+/// `have`.
+fn plan_tags(
+    p: &mut Plan,
+    stored: &Stored,
+    (d, device): (&crate::config::draft::DeviceDraft, Ref<DeviceId>),
+    wanted: &[TagDraft],
+    have: &[&Tag],
+    unit_of: &dyn Fn(&Option<String>) -> Option<Ref<UnitId>>,
+) {
+    let stored_device = match device {
+        Ref::Stored(id) => Some(id),
+        Ref::Written(_) => None,
+    };
+    let claimed: HashSet<_> = wanted.iter().filter_map(|t| t.id).collect();
+    let mut kept = HashSet::new();
+    for t in wanted {
+        let matched = have.iter().find(|h| match t.id {
+            Some(id) => h.id == id,
+            None => h.spec.name == t.name && !claimed.contains(&h.id),
+        });
+        let unit = unit_of(&t.unit);
+        let spec = TagSpec {
+            name: t.name.clone(),
+            unit: match unit {
+                Some(Ref::Stored(id)) => Some(id),
+                _ => None,
+            },
+            address: t.address.clone(),
+            data_type: t.data_type,
+            scale: t.scale,
+            offset: t.offset,
+            eng_unit: t.eng_unit.clone(),
+            deadband: t.deadband,
+            writable: t.writable,
+        };
+        let qualified = format!("{}/{}", d.name, t.name);
+        let after = tag_json(&spec, t.unit.as_deref().filter(|_| unit.is_some()));
+        let tag = match matched {
+            Some(h) => {
+                kept.insert(h.id);
+                let same_unit = match unit {
+                    None => h.spec.unit.is_none(),
+                    Some(Ref::Stored(id)) => h.spec.unit == Some(id),
+                    Some(Ref::Written(_)) => false,
+                };
+                if !same_unit
+                    || h.spec
+                        != (TagSpec {
+                            unit: h.spec.unit,
+                            ..spec.clone()
+                        })
+                {
+                    p.changes.tags.push(TagWrite {
+                        id: Some(h.id),
+                        device,
+                        unit,
+                        spec,
+                    });
+                    if let Some(id) = stored_device {
+                        p.touched.tags_of.insert(id);
+                    }
+                    let before = tag_json(&h.spec, h.spec.unit.and_then(|u| stored.unit_name(u)));
+                    let c = p.note(
+                        Kind::Tag,
+                        Op::Update,
+                        Some(h.id.to_string()),
+                        qualified.clone(),
+                    );
+                    c.before = Some(before);
+                    c.after = Some(after);
+                }
+                Ref::Stored(h.id)
+            }
+            None => {
+                let k = p.changes.tags.len();
+                p.changes.tags.push(TagWrite {
+                    id: None,
+                    device,
+                    unit,
+                    spec,
+                });
+                if let Some(id) = stored_device {
+                    p.touched.tags_of.insert(id);
+                }
+                p.created(Kind::Tag, k, qualified.clone(), after);
+                Ref::Written(k)
+            }
+        };
+        let rules: Vec<&Rule> = match tag {
+            Ref::Stored(id) => stored.rules.iter().filter(|r| r.tag == id).collect(),
+            Ref::Written(_) => Vec::new(),
+        };
+        plan_rules(p, tag, &qualified, &t.alarms, &rules);
+    }
+    for h in have.iter().filter(|h| !kept.contains(&h.id)) {
+        p.changes.delete_tags.push(h.id);
+        p.touched.removed_tags.push(h.id);
+        if let Some(id) = stored_device {
+            p.touched.tags_of.insert(id);
+        }
+        p.note(
+            Kind::Tag,
+            Op::Delete,
+            Some(h.id.to_string()),
+            format!("{}/{}", d.name, h.spec.name),
+        )
+        .before = Some(tag_json(
+            &h.spec,
+            h.spec.unit.and_then(|u| stored.unit_name(u)),
+        ));
+    }
+}
+
+/// The rules of one tag.
+fn plan_rules(
+    p: &mut Plan,
+    tag: Ref<crate::domain::TagId>,
+    tag_name: &str,
+    wanted: &[RuleDraft],
+    have: &[&Rule],
+) {
+    let claimed: HashSet<_> = wanted.iter().filter_map(|r| r.id).collect();
+    let mut kept = HashSet::new();
+    for r in wanted {
+        let matched = have.iter().find(|h| match r.id {
+            Some(id) => h.id == id,
+            None => h.spec.name == r.spec.name && !claimed.contains(&h.id),
+        });
+        let name = format!("{tag_name}/{}", r.spec.name);
+        let after = json!(AlarmConfig::from_spec(&r.spec));
+        match matched {
+            Some(h) => {
+                kept.insert(h.id);
+                if h.spec != r.spec {
+                    p.changes.rules.push(RuleWrite {
+                        id: Some(h.id),
+                        tag,
+                        spec: r.spec.clone(),
+                    });
+                    p.touched.alarms = true;
+                    let c = p.note(Kind::AlarmRule, Op::Update, Some(h.id.to_string()), name);
+                    c.before = Some(json!(AlarmConfig::from_spec(&h.spec)));
+                    c.after = Some(after);
+                }
+            }
+            None => {
+                let k = p.changes.rules.len();
+                p.changes.rules.push(RuleWrite {
+                    id: None,
+                    tag,
+                    spec: r.spec.clone(),
+                });
+                p.touched.alarms = true;
+                p.created(Kind::AlarmRule, k, name, after);
+            }
+        }
+    }
+    for h in have.iter().filter(|h| !kept.contains(&h.id)) {
+        p.changes.delete_rules.push(h.id);
+        p.touched.alarms = true;
+        p.note(
+            Kind::AlarmRule,
+            Op::Delete,
+            Some(h.id.to_string()),
+            format!("{tag_name}/{}", h.spec.name),
+        )
+        .before = Some(json!(AlarmConfig::from_spec(&h.spec)));
+    }
+}
+
+fn tag_json(spec: &TagSpec, unit: Option<&str>) -> serde_json::Value {
+    json!({
+        "name": spec.name, "unit": unit, "address": spec.address, "data_type": spec.data_type,
+        "scale": spec.scale, "offset": spec.offset, "eng_unit": spec.eng_unit,
+        "deadband": spec.deadband, "writable": spec.writable,
+    })
+}
+
+/// A device's security as it will be stored: given secrets sealed with `key` (or kept
+/// sealed as stored when unchanged or given as `***`). Fails with the field at fault.
+fn resolve_security(
+    given: &SecurityDraft,
+    stored: Option<&DeviceSecurity>,
+    key: Option<&SecretKey>,
+) -> Result<DeviceSecurity, (&'static str, String)> {
+    let o = match given {
+        SecurityDraft::Stored(s) => return Ok(s.clone()),
+        SecurityDraft::Given(o) => o,
+    };
+    let seal = |field: &'static str, v: &Option<Secret>, old: Option<&Sealed>| {
+        let Some(v) = v else { return Ok(None) };
+        if v.expose() == KEEP_SECRET {
+            return match old {
+                Some(old) => Ok(Some(old.clone())),
+                None => Err((
+                    field,
+                    format!("`{KEEP_SECRET}` keeps the stored secret, but none is stored"),
+                )),
+            };
+        }
+        let key = key.ok_or((
+            field,
+            "device secrets are sealed with THERMACORE_SECRET_KEY, which is not set".to_string(),
+        ))?;
+        if let Some(old) = old {
+            if key.open(old).is_ok_and(|o| o.expose() == v.expose()) {
+                return Ok(Some(old.clone()));
+            }
+        }
+        key.seal(v).map(Some).map_err(|e| (field, e.to_string()))
+    };
+    let old_tls = stored.and_then(|s| s.tls.as_ref());
+    let old_credentials = stored.and_then(|s| s.credentials.as_ref());
+    let tls = match &o.tls {
+        Some(t) => Some(DeviceTls {
+            ca_file: t.ca_file.clone(),
+            cert_file: t.cert_file.clone(),
+            key_file: seal(
+                "security.tls.key_file",
+                &t.key_file,
+                old_tls.and_then(|o| o.key_file.as_ref()),
+            )?,
+            key_password: seal(
+                "security.tls.key_password",
+                &t.key_password,
+                old_tls.and_then(|o| o.key_password.as_ref()),
+            )?,
+        }),
+        None => None,
+    };
+    let credentials = match &o.credentials {
+        Some(c) => Some(DeviceCredentials {
+            username: c.username.clone(),
+            password: seal(
+                "security.credentials.password",
+                &c.password,
+                old_credentials.and_then(|o| o.password.as_ref()),
+            )?,
+        }),
+        None => None,
+    };
+    Ok(DeviceSecurity {
+        require_tls: o.require_tls,
+        tls,
+        credentials,
+    })
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

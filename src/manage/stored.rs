@@ -1,0 +1,133 @@
+//! One tenant's configured world as stored: units, devices, tags and alarm rules,
+//! read in one go, as the starting point of a change (its draft) and as what the
+//! running tenant is told after it (its device worlds).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::actors::DeviceWorld;
+use crate::alarms::Rule;
+use crate::config::draft::{DeviceDraft, Draft, RuleDraft, SecurityDraft, TagDraft, UnitDraft};
+use crate::domain::{Device, DeviceId, Tag, TagId, TenantId, Unit, UnitId};
+use crate::storage::{self, Store};
+
+#[derive(Debug, Clone, Default)]
+pub struct Stored {
+    pub units: Vec<Unit>,
+    pub devices: Vec<Device>,
+    pub tags: Vec<Tag>,
+    pub rules: Vec<Rule>,
+}
+
+impl Stored {
+    /// Everything of the tenant, each kind in id order.
+    pub async fn load(store: &dyn Store, tenant: TenantId) -> Result<Stored, storage::Error> {
+        Ok(Stored {
+            units: store.units(tenant).await?,
+            devices: store.devices(tenant).await?,
+            tags: store.tags(tenant, None).await?,
+            rules: store.alarm_rules(tenant).await?,
+        })
+    }
+
+    pub fn unit_name(&self, id: UnitId) -> Option<&str> {
+        self.units
+            .iter()
+            .find(|u| u.id == id)
+            .map(|u| u.spec.name.as_str())
+    }
+
+    pub fn device(&self, id: DeviceId) -> Option<&Device> {
+        self.devices.iter().find(|d| d.id == id)
+    }
+
+    pub fn tag(&self, id: TagId) -> Option<&Tag> {
+        self.tags.iter().find(|t| t.id == id)
+    }
+
+    /// The stored world as a draft with ids: units, devices with their declared tags
+    /// (not the ones their driver generates) and the tags' rules.
+    pub fn draft(&self) -> Draft {
+        let unit_name = |u: Option<UnitId>| u.and_then(|u| self.unit_name(u)).map(str::to_string);
+        let mut rules: HashMap<TagId, Vec<RuleDraft>> = HashMap::new();
+        for r in &self.rules {
+            rules.entry(r.tag).or_default().push(RuleDraft {
+                id: Some(r.id),
+                spec: r.spec.clone(),
+            });
+        }
+        let mut tags: HashMap<DeviceId, Vec<&Tag>> = HashMap::new();
+        for t in &self.tags {
+            tags.entry(t.device).or_default().push(t);
+        }
+        let devices = self
+            .devices
+            .iter()
+            .map(|d| {
+                let generated: Vec<String> = d
+                    .spec
+                    .driver
+                    .generated_tags()
+                    .into_iter()
+                    .map(|g| g.name)
+                    .collect();
+                DeviceDraft {
+                    id: Some(d.id),
+                    name: d.spec.name.clone(),
+                    unit: unit_name(d.spec.unit),
+                    enabled: d.spec.enabled,
+                    poll_ms: d.spec.poll_ms,
+                    driver: d.spec.driver.clone(),
+                    security: SecurityDraft::Stored(d.spec.security.clone()),
+                    tags: tags
+                        .get(&d.id)
+                        .into_iter()
+                        .flatten()
+                        .filter(|t| !generated.contains(&t.spec.name))
+                        .map(|t| TagDraft {
+                            id: Some(t.id),
+                            name: t.spec.name.clone(),
+                            unit: unit_name(t.spec.unit),
+                            address: t.spec.address.clone(),
+                            data_type: t.spec.data_type,
+                            scale: t.spec.scale,
+                            offset: t.spec.offset,
+                            eng_unit: t.spec.eng_unit.clone(),
+                            deadband: t.spec.deadband,
+                            writable: t.spec.writable,
+                            alarms: rules.remove(&t.id).unwrap_or_default(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Draft {
+            units: self
+                .units
+                .iter()
+                .map(|u| UnitDraft {
+                    id: Some(u.id),
+                    spec: u.spec.clone(),
+                })
+                .collect(),
+            devices,
+        }
+    }
+
+    /// Every device with all its stored tags, as the tenant actor runs them.
+    pub fn worlds(&self) -> Vec<Arc<DeviceWorld>> {
+        let mut tags: HashMap<DeviceId, Vec<Tag>> = HashMap::new();
+        for t in &self.tags {
+            tags.entry(t.device).or_default().push(t.clone());
+        }
+        self.devices
+            .iter()
+            .map(|d| {
+                Arc::new(DeviceWorld {
+                    device: d.clone(),
+                    tags: tags.remove(&d.id).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
