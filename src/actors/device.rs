@@ -3,7 +3,6 @@
 //! cache, alert stream, live hub and historian. Commands (writes), browsing and
 //! importing tags from the device's address space pass through it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,12 +10,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 mod deadband;
 mod link;
+mod plan;
 mod requests;
 
 use deadband::Deadbands;
 pub use requests::{ImportOutcome, NodeError};
 
-use super::cache::{CacheMsg, TagRegistration};
 use super::catalog::TagCatalog;
 use super::data_path::{bad_samples, fan_out};
 use super::historian::HistorianHandle;
@@ -343,86 +342,6 @@ impl DeviceActor {
             g.next = now + g.period;
         }
         me.send_after(g.next - now, move || DeviceMsg::Poll { group, run });
-    }
-}
-
-impl DeviceActor {
-    /// Plans the reads of the device's tags (its world's and the ones announced
-    /// since): poll groups, the staleness of each tag in the cache, deadbands. On a
-    /// refusal the device keeps no poll groups and its status says why.
-    fn plan(st: &mut DeviceState) -> Result<(), String> {
-        let id = st.id();
-        let spec = &st.world.device.spec;
-        let tags: Vec<Tag> = st.world.tags.iter().chain(&st.announced).cloned().collect();
-        let plan = st
-            .driver
-            .plan(&tags, spec.poll_ms)
-            .map_err(|e| e.to_string());
-        st.planned = plan.is_ok();
-        st.shared.update_status(id, |s| match &plan {
-            Ok(p) => {
-                s.requests_per_cycle = p.requests_per_cycle();
-                s.groups = p.groups.clone();
-                s.config_error = None;
-            }
-            Err(e) => {
-                s.requests_per_cycle = 0;
-                s.groups = Vec::new();
-                s.config_error = Some(e.clone());
-            }
-        });
-        let plan = plan?;
-        st.groups = plan
-            .groups
-            .iter()
-            .map(|g| Group {
-                period: Duration::from_millis(g.period_ms),
-                next: Instant::now(),
-                degraded: false,
-                empty: g.tags == 0,
-            })
-            .collect();
-        // Each tag's period: its poll group's, or the device's.
-        let group_period: HashMap<TagId, u64> = plan
-            .tag_groups
-            .iter()
-            .filter_map(|(t, g)| Some((*t, plan.groups.get(*g)?.period_ms)))
-            .collect();
-        let period_of = |tag: TagId| group_period.get(&tag).copied().unwrap_or(spec.poll_ms);
-        st.by_exception = plan.by_exception;
-        let regs: Vec<TagRegistration> = tags
-            .iter()
-            .map(|t| TagRegistration {
-                tag: t.id,
-                stale_after_us: if plan.by_exception {
-                    i64::MAX
-                } else {
-                    st.cache.stale_after_us(period_of(t.id))
-                },
-            })
-            .collect();
-        st.shared.cache_actor.cast(CacheMsg::Register(regs));
-        st.deadband = Deadbands::new(&tags, period_of, &st.cache);
-        Ok(())
-    }
-
-    /// New tags on the open link: re-plan, and read with the new plan at once.
-    fn retag(
-        me: &ActorRef<DeviceMsg>,
-        st: &mut DeviceState,
-        world: Arc<DeviceWorld>,
-    ) -> Result<(), String> {
-        st.world = world;
-        // Announced tags are stored: the world as stored holds them now.
-        st.announced.clear();
-        let planned = Self::plan(st);
-        if let Err(e) = &planned {
-            st.set_state(LinkState::Offline, Some(e.clone()));
-        }
-        if st.connected {
-            Self::start_polling(me, st);
-        }
-        planned
     }
 }
 

@@ -14,8 +14,9 @@ mod merge;
 mod paths;
 mod plan;
 pub mod probe;
-
+mod security;
 mod stored;
+mod tags;
 
 use std::time::Duration;
 

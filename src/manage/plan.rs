@@ -10,17 +10,15 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 use serde_json::json;
 
-use super::document::{KEEP_SECRET, masked};
+use super::document::masked;
+use super::security::resolve_security;
 use super::stored::Stored;
+use super::tags::plan_tags;
 use crate::actors::tenant::Touched;
-use crate::alarms::Rule;
-use crate::config::AlarmConfig;
-use crate::config::draft::{Draft, Loc, Problem, RuleDraft, SecurityDraft, TagDraft};
-use crate::domain::{
-    DeviceCredentials, DeviceId, DeviceSecurity, DeviceSpec, DeviceTls, Tag, TagSpec, UnitId,
-};
-use crate::secrets::{Sealed, Secret, SecretKey};
-use crate::storage::{DeviceWrite, Ref, RuleWrite, TagWrite, UnitWrite, WorldChanges, WrittenIds};
+use crate::config::draft::{Draft, Loc, Problem, TagDraft};
+use crate::domain::{DeviceId, DeviceSpec, Tag, UnitId};
+use crate::secrets::SecretKey;
+use crate::storage::{DeviceWrite, Ref, UnitWrite, WorldChanges, WrittenIds};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -82,7 +80,13 @@ impl Plan {
         self.report
     }
 
-    fn note(&mut self, kind: Kind, op: Op, id: Option<String>, name: String) -> &mut Change {
+    pub(super) fn note(
+        &mut self,
+        kind: Kind,
+        op: Op,
+        id: Option<String>,
+        name: String,
+    ) -> &mut Change {
         self.report.push(Change {
             kind,
             op,
@@ -95,7 +99,13 @@ impl Plan {
         &mut self.report[last]
     }
 
-    fn created(&mut self, kind: Kind, write: usize, name: String, after: serde_json::Value) {
+    pub(super) fn created(
+        &mut self,
+        kind: Kind,
+        write: usize,
+        name: String,
+        after: serde_json::Value,
+    ) {
         let r = self.report.len();
         self.note(kind, Op::Create, None, name).after = Some(after);
         self.created.push((r, kind, write));
@@ -297,255 +307,6 @@ pub fn plan(stored: &Stored, draft: &Draft, key: Option<&SecretKey>) -> Result<P
     } else {
         Err(problems)
     }
-}
-
-/// The tags of one device: `wanted` (declared, then generated) against the stored
-/// `have`.
-fn plan_tags(
-    p: &mut Plan,
-    stored: &Stored,
-    (d, device): (&crate::config::draft::DeviceDraft, Ref<DeviceId>),
-    wanted: &[TagDraft],
-    have: &[&Tag],
-    unit_of: &dyn Fn(&Option<String>) -> Option<Ref<UnitId>>,
-) {
-    let stored_device = match device {
-        Ref::Stored(id) => Some(id),
-        Ref::Written(_) => None,
-    };
-    let claimed: HashSet<_> = wanted.iter().filter_map(|t| t.id).collect();
-    let mut kept = HashSet::new();
-    for t in wanted {
-        let matched = have.iter().find(|h| match t.id {
-            Some(id) => h.id == id,
-            None => h.spec.name == t.name && !claimed.contains(&h.id),
-        });
-        let unit = unit_of(&t.unit);
-        let spec = TagSpec {
-            name: t.name.clone(),
-            unit: match unit {
-                Some(Ref::Stored(id)) => Some(id),
-                _ => None,
-            },
-            address: t.address.clone(),
-            data_type: t.data_type,
-            scale: t.scale,
-            offset: t.offset,
-            eng_unit: t.eng_unit.clone(),
-            deadband: t.deadband,
-            writable: t.writable,
-        };
-        let qualified = format!("{}/{}", d.name, t.name);
-        let after = tag_json(&spec, t.unit.as_deref().filter(|_| unit.is_some()));
-        let tag = match matched {
-            Some(h) => {
-                kept.insert(h.id);
-                let same_unit = match unit {
-                    None => h.spec.unit.is_none(),
-                    Some(Ref::Stored(id)) => h.spec.unit == Some(id),
-                    Some(Ref::Written(_)) => false,
-                };
-                if !same_unit
-                    || h.spec
-                        != (TagSpec {
-                            unit: h.spec.unit,
-                            ..spec.clone()
-                        })
-                {
-                    p.changes.tags.push(TagWrite {
-                        id: Some(h.id),
-                        device,
-                        unit,
-                        spec,
-                    });
-                    if let Some(id) = stored_device {
-                        p.touched.tags_of.insert(id);
-                    }
-                    let before = tag_json(&h.spec, h.spec.unit.and_then(|u| stored.unit_name(u)));
-                    let c = p.note(
-                        Kind::Tag,
-                        Op::Update,
-                        Some(h.id.to_string()),
-                        qualified.clone(),
-                    );
-                    c.before = Some(before);
-                    c.after = Some(after);
-                }
-                Ref::Stored(h.id)
-            }
-            None => {
-                let k = p.changes.tags.len();
-                p.changes.tags.push(TagWrite {
-                    id: None,
-                    device,
-                    unit,
-                    spec,
-                });
-                if let Some(id) = stored_device {
-                    p.touched.tags_of.insert(id);
-                }
-                p.created(Kind::Tag, k, qualified.clone(), after);
-                Ref::Written(k)
-            }
-        };
-        let rules: Vec<&Rule> = match tag {
-            Ref::Stored(id) => stored.rules.iter().filter(|r| r.tag == id).collect(),
-            Ref::Written(_) => Vec::new(),
-        };
-        plan_rules(p, tag, &qualified, &t.alarms, &rules);
-    }
-    for h in have.iter().filter(|h| !kept.contains(&h.id)) {
-        p.changes.delete_tags.push(h.id);
-        p.touched.removed_tags.push(h.id);
-        if let Some(id) = stored_device {
-            p.touched.tags_of.insert(id);
-        }
-        p.note(
-            Kind::Tag,
-            Op::Delete,
-            Some(h.id.to_string()),
-            format!("{}/{}", d.name, h.spec.name),
-        )
-        .before = Some(tag_json(
-            &h.spec,
-            h.spec.unit.and_then(|u| stored.unit_name(u)),
-        ));
-    }
-}
-
-/// The rules of one tag.
-fn plan_rules(
-    p: &mut Plan,
-    tag: Ref<crate::domain::TagId>,
-    tag_name: &str,
-    wanted: &[RuleDraft],
-    have: &[&Rule],
-) {
-    let claimed: HashSet<_> = wanted.iter().filter_map(|r| r.id).collect();
-    let mut kept = HashSet::new();
-    for r in wanted {
-        let matched = have.iter().find(|h| match r.id {
-            Some(id) => h.id == id,
-            None => h.spec.name == r.spec.name && !claimed.contains(&h.id),
-        });
-        let name = format!("{tag_name}/{}", r.spec.name);
-        let after = json!(AlarmConfig::from_spec(&r.spec));
-        match matched {
-            Some(h) => {
-                kept.insert(h.id);
-                if h.spec != r.spec {
-                    p.changes.rules.push(RuleWrite {
-                        id: Some(h.id),
-                        tag,
-                        spec: r.spec.clone(),
-                    });
-                    p.touched.alarms = true;
-                    let c = p.note(Kind::AlarmRule, Op::Update, Some(h.id.to_string()), name);
-                    c.before = Some(json!(AlarmConfig::from_spec(&h.spec)));
-                    c.after = Some(after);
-                }
-            }
-            None => {
-                let k = p.changes.rules.len();
-                p.changes.rules.push(RuleWrite {
-                    id: None,
-                    tag,
-                    spec: r.spec.clone(),
-                });
-                p.touched.alarms = true;
-                p.created(Kind::AlarmRule, k, name, after);
-            }
-        }
-    }
-    for h in have.iter().filter(|h| !kept.contains(&h.id)) {
-        p.changes.delete_rules.push(h.id);
-        p.touched.alarms = true;
-        p.note(
-            Kind::AlarmRule,
-            Op::Delete,
-            Some(h.id.to_string()),
-            format!("{tag_name}/{}", h.spec.name),
-        )
-        .before = Some(json!(AlarmConfig::from_spec(&h.spec)));
-    }
-}
-
-fn tag_json(spec: &TagSpec, unit: Option<&str>) -> serde_json::Value {
-    json!({
-        "name": spec.name, "unit": unit, "address": spec.address, "data_type": spec.data_type,
-        "scale": spec.scale, "offset": spec.offset, "eng_unit": spec.eng_unit,
-        "deadband": spec.deadband, "writable": spec.writable,
-    })
-}
-
-/// A device's security as it will be stored: given secrets sealed with `key` (or kept
-/// sealed as stored when unchanged or given as `***`). Fails with the field at fault.
-fn resolve_security(
-    given: &SecurityDraft,
-    stored: Option<&DeviceSecurity>,
-    key: Option<&SecretKey>,
-) -> Result<DeviceSecurity, (&'static str, String)> {
-    let o = match given {
-        SecurityDraft::Stored(s) => return Ok(s.clone()),
-        SecurityDraft::Given(o) => o,
-    };
-    let seal = |field: &'static str, v: &Option<Secret>, old: Option<&Sealed>| {
-        let Some(v) = v else { return Ok(None) };
-        if v.expose() == KEEP_SECRET {
-            return match old {
-                Some(old) => Ok(Some(old.clone())),
-                None => Err((
-                    field,
-                    format!("`{KEEP_SECRET}` keeps the stored secret, but none is stored"),
-                )),
-            };
-        }
-        let key = key.ok_or((
-            field,
-            "device secrets are sealed with THERMACORE_SECRET_KEY, which is not set".to_string(),
-        ))?;
-        if let Some(old) = old {
-            if key.open(old).is_ok_and(|o| o.expose() == v.expose()) {
-                return Ok(Some(old.clone()));
-            }
-        }
-        key.seal(v).map(Some).map_err(|e| (field, e.to_string()))
-    };
-    let old_tls = stored.and_then(|s| s.tls.as_ref());
-    let old_credentials = stored.and_then(|s| s.credentials.as_ref());
-    let tls = match &o.tls {
-        Some(t) => Some(DeviceTls {
-            ca_file: t.ca_file.clone(),
-            cert_file: t.cert_file.clone(),
-            key_file: seal(
-                "security.tls.key_file",
-                &t.key_file,
-                old_tls.and_then(|o| o.key_file.as_ref()),
-            )?,
-            key_password: seal(
-                "security.tls.key_password",
-                &t.key_password,
-                old_tls.and_then(|o| o.key_password.as_ref()),
-            )?,
-        }),
-        None => None,
-    };
-    let credentials = match &o.credentials {
-        Some(c) => Some(DeviceCredentials {
-            username: c.username.clone(),
-            password: seal(
-                "security.credentials.password",
-                &c.password,
-                old_credentials.and_then(|o| o.password.as_ref()),
-            )?,
-        }),
-        None => None,
-    };
-    Ok(DeviceSecurity {
-        require_tls: o.require_tls,
-        tls,
-        credentials,
-    })
 }
 
 #[cfg(test)]

@@ -1,11 +1,17 @@
 use super::*;
-use crate::alarms::RuleSpec;
+use crate::alarms::{Rule, RuleSpec};
+use crate::config::draft::SecurityDraft;
 use crate::config::parse_str;
+use crate::domain::DeviceCredentials;
 use crate::domain::{
-    Device, DeviceId, Location, OpenedSecurity, RuleId, Tag, TagId, TenantId, Unit, UnitSpec,
+    Device, DeviceId, Location, OpenedSecurity, RuleId, Tag, TagId, TagSpec, TenantId, Unit,
+    UnitSpec,
 };
 use crate::drivers::DriverConfig;
+use crate::manage::KEEP_SECRET;
+use crate::secrets::Secret;
 use crate::storage::Ref;
+use serde_json::json;
 
 const T: TenantId = TenantId(1);
 

@@ -1,6 +1,6 @@
-//! Mutation root, merged from eight parts: sessions (login, refresh, logout, password),
+//! Mutation root, merged from nine parts: sessions (login, refresh, logout, password),
 //! users of the caller's tenant, tenants (platform administrators), commands
-//! (writeTag), OPC UA imports (importOpcUaTags), units, devices and tags (plant),
+//! (writeTag), OPC UA imports (importOpcUaTags), units and devices (plant), tags,
 //! bulk configuration and connection tests (config), and alarm handling (acknowledge,
 //! shelve, unshelve: `../alarms.rs`). Every field's
 //! access rule is in [`crate::api::permissions::FIELDS`]; every call leaves exactly one
@@ -11,6 +11,7 @@ mod control;
 mod opcua;
 mod plant;
 mod session;
+mod tags;
 mod tenants;
 mod users;
 
@@ -30,6 +31,7 @@ pub struct MutationRoot(
     control::ControlMutations,
     opcua::OpcUaMutations,
     plant::PlantMutations,
+    tags::TagMutations,
     config::ConfigMutations,
     super::alarms::AlarmMutations,
 );
