@@ -6,6 +6,8 @@
 
 mod common;
 
+#[path = "live_config/actors.rs"]
+mod actors;
 #[path = "live_config/bulk.rs"]
 mod bulk;
 #[path = "live_config/errors.rs"]
