@@ -74,6 +74,9 @@ fn zero_counters() {
     for code in ["INTERNAL", "UNAVAILABLE"] {
         metrics::counter!(names::GRAPHQL_ERRORS, "code" => code).increment(0);
     }
+    for op in ["create", "update", "delete"] {
+        metrics::counter!(names::CONFIG_CHANGES, "op" => op).increment(0);
+    }
 }
 
 /// Sets up `tracing` with `RUST_LOG` (default `info`) in text or JSON.

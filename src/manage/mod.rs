@@ -35,6 +35,7 @@ use crate::config::draft::{Draft, Problem, check};
 use crate::domain::{Quotas, TenantId};
 use crate::secrets::SecretKey;
 use crate::storage::{self, Store};
+use crate::telemetry::names;
 
 /// How long a change waits for the running tenant to apply it.
 const APPLY_WITHIN: Duration = Duration::from_secs(60);
@@ -112,14 +113,30 @@ where
     let written = env.store.apply_world(id, &plan.changes).await?;
     let touched = plan.touched.clone();
     let changes = plan.finish(&written);
+    count(&changes);
     let after = Stored::load(env.store, id).await?;
     let failed = apply_running(tenant, &after, touched).await;
+    metrics::counter!(names::CONFIG_NOT_APPLIED).increment(failed.len() as u64);
     Ok(Outcome {
         changes,
         applied: true,
         failed,
         stored: after,
     })
+}
+
+/// Counts what a stored change did, by op.
+fn count(changes: &[Change]) {
+    for (op, name) in [
+        (Op::Create, "create"),
+        (Op::Update, "update"),
+        (Op::Delete, "delete"),
+    ] {
+        let n = changes.iter().filter(|c| c.op == op).count() as u64;
+        if n > 0 {
+            metrics::counter!(names::CONFIG_CHANGES, "op" => name).increment(n);
+        }
+    }
 }
 
 /// Checks the edited draft and plans its writes; every problem found is reported
@@ -219,5 +236,7 @@ pub async fn seed(
         return Ok(plan.report);
     }
     let written = env.store.apply_world(tenant, &plan.changes).await?;
-    Ok(plan.finish(&written))
+    let changes = plan.finish(&written);
+    count(&changes);
+    Ok(changes)
 }

@@ -81,6 +81,8 @@ pub mod names {
     pub const QUOTA_REFUSALS: &str = "thermacore_quota_refusals_total";
     pub const AUDIT_RECORDS: &str = "thermacore_audit_records_total";
     pub const AUDIT_WRITE_FAILURES: &str = "thermacore_audit_write_failures_total";
+    pub const CONFIG_CHANGES: &str = "thermacore_config_changes_total";
+    pub const CONFIG_NOT_APPLIED: &str = "thermacore_config_not_applied_total";
     pub const TENANT_USAGE: &str = "thermacore_tenant_usage";
     pub const TENANT_QUOTA: &str = "thermacore_tenant_quota";
     pub const RETENTION_DELETED: &str = "thermacore_retention_deleted_total";
@@ -166,6 +168,8 @@ pub mod names {
         Metric::counter(QUOTA_REFUSALS, &["limit"], "1", "Requests refused by a tenant quota, by limit"),
         Metric::counter(AUDIT_RECORDS, &["outcome"], "1", "Audit records written, by outcome"),
         Metric::counter(AUDIT_WRITE_FAILURES, &[], "1", "Audit records that could not be written (the store refused)"),
+        Metric::counter(CONFIG_CHANGES, &["op"], "1", "Units, devices, tags and alarm rules changed by the live configuration (API, imports), by op (create, update, delete)"),
+        Metric::counter(CONFIG_NOT_APPLIED, &[], "1", "Devices a stored configuration change could not be applied to (they show the error in their status)"),
         Metric::gauge(TENANT_USAGE, &["tenant", "resource"], "1", "What a tenant uses, by tenant and resource (devices, tags, subscriptions)"),
         Metric::gauge(TENANT_QUOTA, &["tenant", "limit"], "1", "A tenant's quota, by tenant and limit (0 = unlimited)"),
         Metric::counter(EXPORTS, &["kind"], "1", "Exports started (GET /api/export...), by kind (history, alarm-history)"),
