@@ -16,7 +16,7 @@ use super::device::DeviceMsg;
 use super::historian::HistorianHandle;
 use super::live::{HubMsg, LiveRegistry};
 use super::root::{RootMsg, TenantWorld};
-use super::tenant::{DeviceWorld, TenantMsg};
+use super::tenant::{DeviceWorld, TenantMsg, Touched};
 use crate::alarms::{AlarmEvent, AlarmView, Severity};
 use crate::domain::{DeviceId, RuleId, TagId, Tenant, TenantId, Timestamp};
 use crate::drivers::PlanGroup;
@@ -187,6 +187,10 @@ pub struct TenantShared {
     /// Held while a configuration change of this tenant is planned, stored and
     /// applied: changes happen one after the other, never interleaved.
     pub config_lock: tokio::sync::Mutex<()>,
+    /// What stored changes touched that the running tenant has not been told yet (the
+    /// store could not be read back, or the tenant actor did not answer): the next
+    /// change hands it over with its own.
+    pub unapplied: std::sync::Mutex<Touched>,
 }
 
 impl TenantShared {
@@ -208,6 +212,7 @@ impl TenantShared {
             tenant_actor: Slot::new("tenant"),
             configured: ArcSwapOption::empty(),
             config_lock: tokio::sync::Mutex::new(()),
+            unapplied: std::sync::Mutex::new(Touched::default()),
         }
     }
 

@@ -191,6 +191,7 @@ impl TenantActor {
         shared
             .status
             .entry(d.device.id)
+            .and_modify(|s| s.protocol = d.device.protocol())
             .or_insert_with(|| DeviceStatus::new(d.device.protocol(), state));
     }
 

@@ -111,10 +111,21 @@ where
         });
     }
     let written = env.store.apply_world(id, &plan.changes).await?;
-    let touched = plan.touched.clone();
+    let mut touched = plan.touched.clone();
     let changes = plan.finish(&written);
     count(&changes);
-    let after = Stored::load(env.store, id).await?;
+    // Stored: from here on, what the running tenant is not told now, it is told with
+    // the next change.
+    if let Ok(mut earlier) = tenant.unapplied.lock() {
+        touched.merge(std::mem::take(&mut *earlier));
+    }
+    let after = match Stored::load(env.store, id).await {
+        Ok(after) => after,
+        Err(e) => {
+            keep_unapplied(tenant, touched);
+            return Err(e.into());
+        }
+    };
     let failed = apply_running(tenant, &after, touched).await;
     metrics::counter!(names::CONFIG_NOT_APPLIED).increment(failed.len() as u64);
     Ok(Outcome {
@@ -165,6 +176,12 @@ fn prepare(
     ))
 }
 
+fn keep_unapplied(tenant: &TenantShared, touched: crate::actors::tenant::Touched) {
+    if let Ok(mut pending) = tenant.unapplied.lock() {
+        pending.merge(touched);
+    }
+}
+
 /// Hands the running tenant its devices as stored now and what the change touched;
 /// returns the devices it could not apply the change to. A tenant actor between lives
 /// starts its next one from these devices.
@@ -182,7 +199,7 @@ async fn apply_running(
         .call(
             |reply| TenantMsg::Reconfigure {
                 devices,
-                touched,
+                touched: touched.clone(),
                 reply,
             },
             Some(APPLY_WITHIN),
@@ -199,17 +216,18 @@ async fn apply_running(
             .into_iter()
             .map(|(id, why)| (name(id), why))
             .collect(),
-        Ok(CallResult::Timeout) => vec![(
-            "*".into(),
-            format!(
-                "the running tenant did not confirm the change within {} s",
-                APPLY_WITHIN.as_secs()
-            ),
-        )],
-        _ => vec![(
-            "*".into(),
-            "the tenant's actors stopped while the change was applied".into(),
-        )],
+        Ok(CallResult::Timeout) => {
+            keep_unapplied(tenant, touched);
+            vec![(
+                "*".into(),
+                format!(
+                    "the running tenant did not confirm the change within {} s",
+                    APPLY_WITHIN.as_secs()
+                ),
+            )]
+        }
+        // Stopped meanwhile: its next life starts from the devices as stored.
+        _ => Vec::new(),
     }
 }
 

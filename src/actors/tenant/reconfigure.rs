@@ -47,6 +47,16 @@ pub struct Touched {
     pub alarms: bool,
 }
 
+impl Touched {
+    /// Adds what another change touched.
+    pub fn merge(&mut self, other: Touched) {
+        self.devices.extend(other.devices);
+        self.tags_of.extend(other.tags_of);
+        self.removed_tags.extend(other.removed_tags);
+        self.alarms |= other.alarms;
+    }
+}
+
 /// How applying a change to the running tenant went.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ApplyReport {
