@@ -7,6 +7,9 @@
 //!   stream, live hub, historian) and its restart policy.
 //! - [`analytics`]: statistics, correlation and alarm-system metrics over the store.
 //! - [`drivers`]: the `Driver` trait and one folder per protocol (`sim` …).
+//! - [`manage`]: live configuration: changes planned against the store, written in
+//!   one transaction and applied to the running actors; import, export, connection
+//!   tests.
 //! - [`secrets`]: the device-secret key, sealing and the `Secret` / `Sealed` types.
 //! - [`storage`]: the `Store` trait with SQLite and PostgreSQL implementations.
 //! - [`telemetry`]: tracing set-up and the metric name catalogue.

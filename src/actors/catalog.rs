@@ -55,6 +55,12 @@ impl TagCatalog {
                 Err(e) => return (created, Some(e.into())),
             }
         }
+        if !created.is_empty() {
+            // The live configuration's snapshot of the tenant no longer holds them.
+            tenant
+                .config_generation
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         let error = (refused > 0).then_some(CatalogError::Quota {
             max: quotas.max_tags,
             refused,

@@ -21,6 +21,7 @@ use crate::alarms::{AlarmEvent, AlarmView, Severity};
 use crate::domain::{DeviceId, RuleId, TagId, Tenant, TenantId, Timestamp};
 use crate::drivers::PlanGroup;
 use crate::secrets::SecretKey;
+use crate::storage::Snapshot;
 use crate::telemetry::names;
 
 /// Status changes buffered for slow `deviceStatus` subscribers.
@@ -188,9 +189,17 @@ pub struct TenantShared {
     /// applied: changes happen one after the other, never interleaved.
     pub config_lock: tokio::sync::Mutex<()>,
     /// What stored changes touched that the running tenant has not been told yet (the
-    /// store could not be read back, or the tenant actor did not answer): the next
-    /// change hands it over with its own.
+    /// tenant actor did not answer in time): the next change hands it over with its
+    /// own.
     pub unapplied: std::sync::Mutex<Touched>,
+    /// The tenant's configured world as the last change left it, with the
+    /// `config_generation` it was read at: the next change starts from it instead of
+    /// reading the store again.
+    pub config_snapshot: std::sync::Mutex<Option<(u64, Arc<Snapshot>)>>,
+    /// Bumped by every write to the tenant's configuration outside the live
+    /// configuration (tags devices announce, imports from their address space): a
+    /// snapshot of an older generation is read again.
+    pub config_generation: AtomicU64,
 }
 
 impl TenantShared {
@@ -213,6 +222,8 @@ impl TenantShared {
             configured: ArcSwapOption::empty(),
             config_lock: tokio::sync::Mutex::new(()),
             unapplied: std::sync::Mutex::new(Touched::default()),
+            config_snapshot: std::sync::Mutex::new(None),
+            config_generation: AtomicU64::new(0),
         }
     }
 

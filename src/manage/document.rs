@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::stored::Stored;
+use super::stored::{Drafted, Stored};
 use crate::config::draft::{Draft, Loc, Problem};
 use crate::config::{AlarmConfig, DeviceConfig, Manage, TagConfig, UnitConfig};
 use crate::domain::{DeviceCredentials, DeviceSecurity, DeviceTls, OpenedSecurity, QuotaOverrides};

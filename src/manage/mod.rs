@@ -18,6 +18,8 @@ mod security;
 mod stored;
 mod tags;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
@@ -26,7 +28,7 @@ pub use document::{Format, KEEP_SECRET, ParseError, TenantDoc, from_json, parse}
 pub use merge::merge;
 pub use paths::{FieldError, Scope};
 pub use plan::{Change, Kind, Op};
-pub use stored::Stored;
+pub use stored::{Drafted, Stored};
 
 use crate::actors::TenantShared;
 use crate::actors::tenant::TenantMsg;
@@ -98,11 +100,22 @@ where
 {
     let _one_at_a_time = tenant.config_lock.lock().await;
     let id = tenant.tenant.id;
-    let stored = Stored::load(env.store, id).await?;
+    let generation = tenant.config_generation.load(Ordering::Acquire);
+    let stored = match take_snapshot(tenant, generation) {
+        Some(s) => s,
+        None => Stored::load(env.store, id).await?,
+    };
     let mut draft = stored.draft();
     let edit = edit(&stored, &mut draft)?;
-    let plan = prepare(env, &stored, &draft, edit)?;
+    let mut plan = match prepare(env, &stored, &draft, edit) {
+        Ok(p) => p,
+        Err(e) => {
+            keep_snapshot(tenant, generation, &stored);
+            return Err(e);
+        }
+    };
     if dry_run || plan.changes.is_empty() {
+        keep_snapshot(tenant, generation, &stored);
         return Ok(Outcome {
             changes: plan.report,
             applied: !dry_run,
@@ -112,6 +125,7 @@ where
     }
     let written = env.store.apply_world(id, &plan.changes).await?;
     let mut touched = plan.touched.clone();
+    let plan_changes = std::mem::take(&mut plan.changes);
     let changes = plan.finish(&written);
     count(&changes);
     // Stored: from here on, what the running tenant is not told now, it is told with
@@ -119,13 +133,9 @@ where
     if let Ok(mut earlier) = tenant.unapplied.lock() {
         touched.merge(std::mem::take(&mut *earlier));
     }
-    let after = match Stored::load(env.store, id).await {
-        Ok(after) => after,
-        Err(e) => {
-            keep_unapplied(tenant, touched);
-            return Err(e.into());
-        }
-    };
+    let mut after = stored;
+    after.apply(id, &plan_changes, &written);
+    keep_snapshot(tenant, generation, &after);
     let failed = apply_running(tenant, &after, touched).await;
     metrics::counter!(names::CONFIG_NOT_APPLIED).increment(failed.len() as u64);
     Ok(Outcome {
@@ -174,6 +184,26 @@ fn prepare(
             .map(|p| edit.scope.locate(draft, p))
             .collect(),
     ))
+}
+
+/// The snapshot the last change left, if it is of the current generation (nothing was
+/// written to the configuration outside the live configuration since).
+fn take_snapshot(tenant: &TenantShared, generation: u64) -> Option<Stored> {
+    let mut slot = tenant.config_snapshot.lock().ok()?;
+    match slot.take() {
+        Some((g, s)) if g == generation => {
+            Some(Arc::try_unwrap(s).unwrap_or_else(|s| (*s).clone()))
+        }
+        _ => None,
+    }
+}
+
+/// Keeps the world as stored now for the next change, marked with the generation it
+/// was read at: a write outside meanwhile makes it stale.
+fn keep_snapshot(tenant: &TenantShared, generation: u64, stored: &Stored) {
+    if let Ok(mut slot) = tenant.config_snapshot.lock() {
+        *slot = Some((generation, Arc::new(stored.clone())));
+    }
 }
 
 fn keep_unapplied(tenant: &TenantShared, touched: crate::actors::tenant::Touched) {

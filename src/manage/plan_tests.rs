@@ -8,7 +8,7 @@ use crate::domain::{
     UnitSpec,
 };
 use crate::drivers::DriverConfig;
-use crate::manage::KEEP_SECRET;
+use crate::manage::{Drafted, KEEP_SECRET};
 use crate::secrets::Secret;
 use crate::storage::Ref;
 use serde_json::json;

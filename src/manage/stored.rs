@@ -1,53 +1,27 @@
-//! One tenant's configured world as stored: units, devices, tags and alarm rules,
-//! read in one go, as the starting point of a change (its draft) and as what the
-//! running tenant is told after it (its device worlds).
+//! One tenant's configured world as stored ([`Stored`], the storage layer's
+//! snapshot), as the starting point of a change (its draft) and as what the running
+//! tenant is told after it (its device worlds).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::actors::DeviceWorld;
-use crate::alarms::Rule;
 use crate::config::draft::{DeviceDraft, Draft, RuleDraft, SecurityDraft, TagDraft, UnitDraft};
-use crate::domain::{Device, DeviceId, Tag, TagId, TenantId, Unit, UnitId};
-use crate::storage::{self, Store};
+use crate::domain::{DeviceId, Tag, TagId, UnitId};
 
-#[derive(Debug, Clone, Default)]
-pub struct Stored {
-    pub units: Vec<Unit>,
-    pub devices: Vec<Device>,
-    pub tags: Vec<Tag>,
-    pub rules: Vec<Rule>,
-}
+pub use crate::storage::Snapshot as Stored;
 
-impl Stored {
-    /// Everything of the tenant, each kind in id order.
-    pub async fn load(store: &dyn Store, tenant: TenantId) -> Result<Stored, storage::Error> {
-        Ok(Stored {
-            units: store.units(tenant).await?,
-            devices: store.devices(tenant).await?,
-            tags: store.tags(tenant, None).await?,
-            rules: store.alarm_rules(tenant).await?,
-        })
-    }
-
-    pub fn unit_name(&self, id: UnitId) -> Option<&str> {
-        self.units
-            .iter()
-            .find(|u| u.id == id)
-            .map(|u| u.spec.name.as_str())
-    }
-
-    pub fn device(&self, id: DeviceId) -> Option<&Device> {
-        self.devices.iter().find(|d| d.id == id)
-    }
-
-    pub fn tag(&self, id: TagId) -> Option<&Tag> {
-        self.tags.iter().find(|t| t.id == id)
-    }
-
+/// What the live configuration makes of a stored world.
+pub trait Drafted {
     /// The stored world as a draft with ids: units, devices with their declared tags
     /// (not the ones their driver generates) and the tags' rules.
-    pub fn draft(&self) -> Draft {
+    fn draft(&self) -> Draft;
+
+    fn worlds(&self) -> Vec<Arc<DeviceWorld>>;
+}
+
+impl Drafted for Stored {
+    fn draft(&self) -> Draft {
         let unit_name = |u: Option<UnitId>| u.and_then(|u| self.unit_name(u)).map(str::to_string);
         let mut rules: HashMap<TagId, Vec<RuleDraft>> = HashMap::new();
         for r in &self.rules {
@@ -115,7 +89,7 @@ impl Stored {
     }
 
     /// Every device with all its stored tags, as the tenant actor runs them.
-    pub fn worlds(&self) -> Vec<Arc<DeviceWorld>> {
+    fn worlds(&self) -> Vec<Arc<DeviceWorld>> {
         let mut tags: HashMap<DeviceId, Vec<Tag>> = HashMap::new();
         for t in &self.tags {
             tags.entry(t.device).or_default().push(t.clone());

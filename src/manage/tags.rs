@@ -1,7 +1,7 @@
 //! The tags of one device and their alarm rules, planned against the stored ones:
 //! matched by id or name, updated where they differ, created or deleted.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 
@@ -21,6 +21,7 @@ pub(super) fn plan_tags(
     (d, device): (&DeviceDraft, Ref<DeviceId>),
     wanted: &[TagDraft],
     have: &[&Tag],
+    rules_of: &HashMap<TagId, Vec<&Rule>>,
     unit_of: &dyn Fn(&Option<String>) -> Option<Ref<UnitId>>,
 ) {
     let stored_device = match device {
@@ -28,12 +29,18 @@ pub(super) fn plan_tags(
         Ref::Written(_) => None,
     };
     let claimed: HashSet<_> = wanted.iter().filter_map(|t| t.id).collect();
+    let by_id: HashMap<TagId, &Tag> = have.iter().map(|h| (h.id, *h)).collect();
+    let by_name: HashMap<&str, &Tag> = have
+        .iter()
+        .filter(|h| !claimed.contains(&h.id))
+        .map(|h| (h.spec.name.as_str(), *h))
+        .collect();
     let mut kept = HashSet::new();
     for t in wanted {
-        let matched = have.iter().find(|h| match t.id {
-            Some(id) => h.id == id,
-            None => h.spec.name == t.name && !claimed.contains(&h.id),
-        });
+        let matched = match t.id {
+            Some(id) => by_id.get(&id),
+            None => by_name.get(t.name.as_str()),
+        };
         let unit = unit_of(&t.unit);
         let spec = TagSpec {
             name: t.name.clone(),
@@ -102,11 +109,11 @@ pub(super) fn plan_tags(
                 Ref::Written(k)
             }
         };
-        let rules: Vec<&Rule> = match tag {
-            Ref::Stored(id) => stored.rules.iter().filter(|r| r.tag == id).collect(),
-            Ref::Written(_) => Vec::new(),
+        let rules: &[&Rule] = match tag {
+            Ref::Stored(id) => rules_of.get(&id).map_or(&[], Vec::as_slice),
+            Ref::Written(_) => &[],
         };
-        plan_rules(p, tag, &qualified, &t.alarms, &rules);
+        plan_rules(p, tag, &qualified, &t.alarms, rules);
     }
     for h in have.iter().filter(|h| !kept.contains(&h.id)) {
         p.changes.delete_tags.push(h.id);

@@ -8,6 +8,7 @@ pub mod export;
 pub mod postgres;
 pub mod rollup;
 mod rows;
+mod snapshot;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use crate::domain::{
 
 pub use changes::{DeviceWrite, Ref, RuleWrite, TagWrite, UnitWrite, WorldChanges, WrittenIds};
 pub use codec::{decode_code, decode_value, encode_code};
+pub use snapshot::Snapshot;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]

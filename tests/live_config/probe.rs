@@ -166,3 +166,59 @@ async fn an_mqtt_broker_is_tried_with_its_credentials_and_a_published_value_read
         .await;
     assert!(!log.to_string().contains("right-password"), "{log}");
 }
+
+/// A tag a device creates by itself (an MQTT topic template) between two changes is
+/// part of the configuration the next change starts from: it can be changed, and an
+/// export holds it.
+#[tokio::test]
+async fn a_tag_a_device_announces_between_two_changes_is_seen_by_the_next() {
+    use thermacore::drivers::mqtt::broker::EmbeddedBroker;
+    let (s, _dir) = start().await;
+    let token = s.login("acme", "admin").await;
+    let broker = EmbeddedBroker::start("127.0.0.1:0".parse().expect("addr")).expect("broker");
+    let p = super::common::mqtt::prefix("announced");
+    let driver = json!({"protocol": "mqtt", "host": "127.0.0.1", "port": broker.port(),
+        "reconnect_min_ms": 100, "reconnect_max_ms": 400,
+        "templates": [{"topic": format!("{p}/{{unit}}/t"), "name": "{unit}.t", "data_type": "f64"}]});
+    // A change first: the next one may start from what this one left.
+    let d = s
+        .data(
+            &token,
+            CREATE_DEVICE,
+            json!({"i": {"name": "sites", "pollMs": 5000, "driver": driver}}),
+        )
+        .await;
+    let device = d["createDevice"]["id"]
+        .as_str()
+        .expect("device")
+        .to_string();
+    wait_state(&s, &token, &device, "ONLINE").await;
+    let peer = super::common::mqtt::Peer::connect("127.0.0.1", broker.port()).await;
+    let mut north = None;
+    for _ in 0..100 {
+        peer.publish(&format!("{p}/north/t"), b"18.5".to_vec())
+            .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        north = s.tag_ids(&token).await.get("north.t").cloned();
+        if north.is_some() {
+            break;
+        }
+    }
+    let north = north.expect("the template created north.t");
+    let r = s
+        .data(
+            &token,
+            "mutation($t: ID!) { updateTag(id: $t, input: { engUnit: \"°C\" }) { name engUnit } }",
+            json!({"t": north}),
+        )
+        .await;
+    assert_eq!(r["updateTag"]["engUnit"], "°C", "{r}");
+    let export = s.data(&token, "{ exportConfig }", json!({})).await;
+    assert!(
+        export["exportConfig"]
+            .as_str()
+            .unwrap_or("")
+            .contains("north.t"),
+        "{export}"
+    );
+}

@@ -5,11 +5,30 @@
 use thermacore::alarms::{LimitKind, RuleKind, RuleSpec, Severity};
 use thermacore::domain::{DataType, DeviceSpec, TagSpec, UnitId, UnitSpec};
 use thermacore::drivers::DriverConfig;
+use thermacore::manage::Stored;
 use thermacore::storage::{
     DeviceWrite, Error, Ref, RuleWrite, Store, TagWrite, UnitWrite, WorldChanges,
 };
 
 use super::world::World;
+
+/// Applies a batch, and checks that the world read back is the one the live
+/// configuration works out without reading it (`Stored::apply`).
+async fn apply(
+    store: &dyn Store,
+    t: thermacore::domain::TenantId,
+    batch: &WorldChanges,
+) -> thermacore::storage::WrittenIds {
+    let mut expected = Stored::load(store, t).await.expect("before");
+    let written = store.apply_world(t, batch).await.expect("batch");
+    expected.apply(t, batch, &written);
+    let after = Stored::load(store, t).await.expect("after");
+    assert_eq!(
+        after, expected,
+        "the world worked out differs from the one stored"
+    );
+    written
+}
 
 fn unit(name: &str) -> UnitSpec {
     UnitSpec {
@@ -95,7 +114,7 @@ pub async fn changes(store: &dyn Store, w: &World) {
         }],
         ..WorldChanges::default()
     };
-    let ids = store.apply_world(t, &batch).await.expect("batch");
+    let ids = apply(store, t, &batch).await;
     let (u, d) = (ids.units[0], ids.devices[0]);
     let stored_device = store.device(t, d).await.expect("read").expect("device");
     assert_eq!(stored_device.spec.unit, Some(u));
@@ -127,7 +146,7 @@ pub async fn changes(store: &dyn Store, w: &World) {
         }],
         ..WorldChanges::default()
     };
-    store.apply_world(t, &batch).await.expect("updates");
+    apply(store, t, &batch).await;
     let renamed = store.device(t, d).await.expect("read").expect("device");
     assert_eq!(
         (renamed.spec.name.as_str(), renamed.spec.unit),
@@ -219,10 +238,7 @@ pub async fn changes(store: &dyn Store, w: &World) {
         delete_units: vec![u],
         ..WorldChanges::default()
     };
-    store
-        .apply_world(t, &delete_unit)
-        .await
-        .expect("unit deleted");
+    apply(store, t, &delete_unit).await;
     let detached = store.tags(t, Some(d)).await.expect("tags");
     assert!(
         detached.iter().all(|g| g.spec.unit.is_none()),
@@ -232,10 +248,7 @@ pub async fn changes(store: &dyn Store, w: &World) {
         delete_devices: vec![d],
         ..WorldChanges::default()
     };
-    store
-        .apply_world(t, &delete_device)
-        .await
-        .expect("device deleted");
+    apply(store, t, &delete_device).await;
     let r = store.apply_world(t, &delete_device).await;
     assert!(matches!(r, Err(Error::NotFound(_))), "deleted twice: {r:?}");
     assert!(store.devices(t).await.expect("devices").is_empty());
@@ -267,7 +280,7 @@ pub async fn changes(store: &dyn Store, w: &World) {
         }],
         ..WorldChanges::default()
     };
-    let fresh = store.apply_world(t, &again).await.expect("again");
+    let fresh = apply(store, t, &again).await;
     assert!(fresh.units[0] > u && fresh.devices[0] > d, "{fresh:?}");
     assert!(
         fresh.tags[0] > newest_tag && fresh.rules[0] > newest_rule,
