@@ -112,6 +112,14 @@ impl Plan {
     }
 }
 
+/// A device as a change's before or after: the config file's keys, secrets as `***`.
+fn device_json(spec: &DeviceSpec, unit: Option<&str>) -> serde_json::Value {
+    json!({
+        "name": spec.name, "unit": unit, "enabled": spec.enabled, "poll_ms": spec.poll_ms,
+        "driver": spec.driver, "security": masked(&spec.security),
+    })
+}
+
 /// The plan that turns `stored` into `draft` (which [`check`](crate::config::draft::check)
 /// found valid). Fails with the problems it meets: secrets that cannot be sealed or
 /// kept, ids that are not stored.
@@ -232,12 +240,6 @@ pub fn plan(stored: &Stored, draft: &Draft, key: Option<&SecretKey>) -> Result<P
             driver: d.driver.clone(),
             security,
         };
-        let device_json = |spec: &DeviceSpec, unit: Option<&str>| {
-            json!({
-                "name": spec.name, "unit": unit, "enabled": spec.enabled, "poll_ms": spec.poll_ms,
-                "driver": spec.driver, "security": masked(&spec.security),
-            })
-        };
         let after = device_json(&spec, unit_name(unit, &d.unit).as_deref());
         let device = match matched {
             Some(m) => {
@@ -319,7 +321,8 @@ pub fn plan(stored: &Stored, draft: &Draft, key: Option<&SecretKey>) -> Result<P
             Some(s.id.to_string()),
             s.spec.name.clone(),
         );
-        c.before = Some(json!({"name": s.spec.name, "driver": s.spec.driver}));
+        let unit = s.spec.unit.and_then(|u| stored.unit_name(u));
+        c.before = Some(device_json(&s.spec, unit));
         for t in tags_of.get(&s.id).into_iter().flatten() {
             p.touched.removed_tags.push(t.id);
         }
