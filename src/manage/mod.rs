@@ -106,8 +106,8 @@ where
         None => Stored::load(env.store, id).await?,
     };
     let mut draft = stored.draft();
-    let edit = edit(&stored, &mut draft)?;
-    let mut plan = match prepare(env, &stored, &draft, edit) {
+    let planned = edit(&stored, &mut draft).and_then(|edit| prepare(env, &stored, &draft, edit));
+    let mut plan = match planned {
         Ok(p) => p,
         Err(e) => {
             keep_snapshot(tenant, generation, &stored);
