@@ -4,11 +4,13 @@
 
 mod alarms;
 pub mod draft;
+mod json;
 mod load;
 mod model;
 mod production;
 
 pub use alarms::AlarmConfig;
+pub use json::json_section;
 pub use load::{ConfigError, load_file, parse_str};
 pub use model::*;
 pub use production::{production_problems, require_tls_without_settings};

@@ -49,7 +49,28 @@ pub struct OpenedSecurity {
     pub credentials: Option<DeviceCredentials<Secret>>,
 }
 
+/// What a set secret shows wherever it leaves the server (the API, exports, audit
+/// records): never the value, never the ciphertext. Given back on import or update,
+/// it keeps the stored secret.
+pub const SECRET_MASK: &str = "***";
+
 impl DeviceSecurity {
+    /// The settings with every set secret shown as [`SECRET_MASK`].
+    pub fn masked(&self) -> OpenedSecurity {
+        let (require_tls, tls, credentials) =
+            match map_secrets(self.require_tls, &self.tls, &self.credentials, &|_| {
+                Ok::<_, std::convert::Infallible>(Some(Secret::new(SECRET_MASK)))
+            }) {
+                Ok(m) => m,
+                Err(never) => match never {},
+            };
+        OpenedSecurity {
+            require_tls,
+            tls,
+            credentials,
+        }
+    }
+
     /// True if nothing is set (stored as NULL).
     pub fn is_default(&self) -> bool {
         *self == DeviceSecurity::default()

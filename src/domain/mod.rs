@@ -6,7 +6,9 @@ mod model;
 mod security;
 mod value;
 
-pub use device_security::{DeviceCredentials, DeviceSecurity, DeviceTls, OpenedSecurity};
+pub use device_security::{
+    DeviceCredentials, DeviceSecurity, DeviceTls, OpenedSecurity, SECRET_MASK,
+};
 pub use ids::{DeviceId, RuleId, TagId, TenantId, UnitId, UserId};
 pub use model::{
     DataType, Device, DeviceSpec, Location, LocationError, Role, Tag, TagSpec, Tenant, Unit,

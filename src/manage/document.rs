@@ -10,11 +10,10 @@ use toml::Spanned;
 use super::stored::{Drafted, Stored};
 use crate::config::draft::{Draft, Loc, Problem};
 use crate::config::{AlarmConfig, DeviceConfig, Manage, TagConfig, UnitConfig};
-use crate::domain::{DeviceCredentials, DeviceSecurity, DeviceTls, OpenedSecurity, QuotaOverrides};
-use crate::secrets::Secret;
+use crate::domain::QuotaOverrides;
 
 /// What a stored secret is exported as, and what keeps it on import.
-pub const KEEP_SECRET: &str = "***";
+pub use crate::domain::SECRET_MASK as KEEP_SECRET;
 
 /// The format of a configuration document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,7 +243,7 @@ impl TenantDoc {
                 poll_ms: d.poll_ms,
                 driver: d.driver.clone(),
                 security: match &d.security {
-                    crate::config::draft::SecurityDraft::Stored(s) => masked(s),
+                    crate::config::draft::SecurityDraft::Stored(s) => s.masked(),
                     crate::config::draft::SecurityDraft::Given(o) => o.clone(),
                 },
                 tags: d
@@ -300,24 +299,6 @@ fn strip_nulls(v: &mut serde_json::Value) {
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(strip_nulls),
         _ => {}
-    }
-}
-
-/// Stored security with every set secret shown as [`KEEP_SECRET`].
-pub fn masked(s: &DeviceSecurity) -> OpenedSecurity {
-    let keep = |v: &Option<crate::secrets::Sealed>| v.as_ref().map(|_| Secret::new(KEEP_SECRET));
-    OpenedSecurity {
-        require_tls: s.require_tls,
-        tls: s.tls.as_ref().map(|t| DeviceTls {
-            ca_file: t.ca_file.clone(),
-            cert_file: t.cert_file.clone(),
-            key_file: keep(&t.key_file),
-            key_password: keep(&t.key_password),
-        }),
-        credentials: s.credentials.as_ref().map(|c| DeviceCredentials {
-            username: c.username.clone(),
-            password: keep(&c.password),
-        }),
     }
 }
 

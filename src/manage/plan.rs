@@ -10,7 +10,6 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 use serde_json::json;
 
-use super::document::masked;
 use super::security::resolve_security;
 use super::stored::Stored;
 use super::tags::plan_tags;
@@ -116,7 +115,7 @@ impl Plan {
 fn device_json(spec: &DeviceSpec, unit: Option<&str>) -> serde_json::Value {
     json!({
         "name": spec.name, "unit": unit, "enabled": spec.enabled, "poll_ms": spec.poll_ms,
-        "driver": spec.driver, "security": masked(&spec.security),
+        "driver": spec.driver, "security": spec.security.masked(),
     })
 }
 

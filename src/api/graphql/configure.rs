@@ -84,36 +84,22 @@ fn field_error(path: &str, e: impl std::fmt::Display) -> FieldError {
     }
 }
 
-/// Reads JSON into a configuration type with serde, naming the key at fault under
-/// `path` (`input.driver.port`).
-fn from_json_at<T: serde::de::DeserializeOwned>(
-    value: &serde_json::Value,
-    path: &str,
-) -> Result<T, FieldError> {
-    serde_path_to_error::deserialize(value.clone()).map_err(|e| {
-        let at = e.path().to_string();
-        let path = if at == "." || at.is_empty() {
-            path.to_string()
-        } else {
-            format!("{path}.{at}")
-        };
-        field_error(&path, e.into_inner())
-    })
-}
-
 /// A driver section (`{"protocol": "modbus", …}`).
 pub(crate) fn driver(
     value: &Json<serde_json::Value>,
     path: &str,
 ) -> Result<DriverConfig, FieldError> {
-    DriverConfig::from_json(&value.0).map_err(|(at, message)| {
-        let path = if at.is_empty() {
-            path.to_string()
-        } else {
-            format!("{path}.{at}")
-        };
-        field_error(&path, message)
-    })
+    DriverConfig::from_json(&value.0).map_err(|e| at(path, e))
+}
+
+/// A section's error under the input's `path` (`input.driver` + `port`).
+fn at(path: &str, (key, message): (String, String)) -> FieldError {
+    let path = if key.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}.{key}")
+    };
+    field_error(&path, message)
 }
 
 /// A security section (`require_tls`, `tls`, `credentials`).
@@ -123,7 +109,7 @@ pub(crate) fn security(
 ) -> Result<OpenedSecurity, FieldError> {
     match value {
         None => Ok(OpenedSecurity::default()),
-        Some(v) => from_json_at(&v.0, path),
+        Some(v) => crate::config::json_section(&v.0).map_err(|e| at(path, e)),
     }
 }
 
