@@ -305,13 +305,17 @@ impl TenantShared {
             None => None,
         };
         if let Some(status) = changed {
-            // No subscriber is not an error.
-            let _ = self.status_events.send(StatusEvent {
-                device,
-                status,
-                removed: false,
-            });
+            self.announce(device, status, false);
         }
+    }
+
+    /// Tells the `deviceStatus` subscribers (no subscriber is not an error).
+    fn announce(&self, device: DeviceId, status: DeviceStatus, removed: bool) {
+        let _ = self.status_events.send(StatusEvent {
+            device,
+            status,
+            removed,
+        });
     }
 
     /// Tells the `deviceStatus` subscribers a device's current status (a device that
@@ -319,11 +323,7 @@ impl TenantShared {
     pub fn publish_status(&self, device: DeviceId) {
         let status = self.status.get(&device).map(|s| s.clone());
         if let Some(status) = status {
-            let _ = self.status_events.send(StatusEvent {
-                device,
-                status,
-                removed: false,
-            });
+            self.announce(device, status, false);
         }
     }
 
@@ -331,11 +331,7 @@ impl TenantShared {
     /// get its last status marked removed.
     pub fn remove_status(&self, device: DeviceId) {
         if let Some((_, status)) = self.status.remove(&device) {
-            let _ = self.status_events.send(StatusEvent {
-                device,
-                status,
-                removed: true,
-            });
+            self.announce(device, status, true);
         }
     }
 

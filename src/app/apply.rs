@@ -7,7 +7,7 @@ use crate::actors::TenantWorld;
 use crate::config::Config;
 use crate::config::draft::Draft;
 use crate::domain::QuotaOverrides;
-use crate::manage::{self, Env, FieldError, ManageError, Op, Scope};
+use crate::manage::{self, Env, FieldError, ManageError, Op};
 use crate::secrets::{SecretError, SecretKey};
 use crate::storage::{self, Store};
 
@@ -94,18 +94,11 @@ pub async fn apply_config(store: &dyn Store, config: &Config) -> Result<(), Appl
             quotas: overrides.over(&config.quotas),
             key: key.as_ref(),
         };
-        // The file was checked when it was read: its rules convert.
-        let (declared, problems) = Draft::from_config(&t.units, &t.devices);
         let invalid = |errors: Vec<FieldError>| ApplyError::Invalid {
             tenant: name.clone(),
             errors,
         };
-        if !problems.is_empty() {
-            let d = &declared;
-            return Err(invalid(
-                problems.iter().map(|p| Scope::File.locate(d, p)).collect(),
-            ));
-        }
+        let declared = Draft::from_config(&t.units, &t.devices);
         match manage::seed(&env, tenant.id, declared, t.manage).await {
             Ok(changes) if changes.is_empty() => {}
             Ok(changes) => {

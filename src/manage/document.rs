@@ -64,48 +64,22 @@ pub struct ParseError {
 /// Reads a document: TOML, or JSON (turned into TOML's data model; `null` is refused
 /// with its key, since TOML has none).
 pub fn parse(text: &str, format: Format) -> Result<TenantDoc, ParseError> {
-    let toml_text = match format {
-        Format::Toml => text.to_string(),
+    match format {
+        Format::Toml => read_toml(text, true),
         Format::Json => {
             let value: serde_json::Value = serde_json::from_str(text).map_err(|e| ParseError {
                 path: String::new(),
                 message: format!("not JSON: {e}"),
             })?;
-            let value = json_to_toml(&value, &mut String::new())?;
-            let toml::Value::Table(table) = value else {
-                return Err(ParseError {
-                    path: String::new(),
-                    message: "the document must be an object".into(),
-                });
-            };
-            toml::to_string(&table).map_err(|e| ParseError {
-                path: String::new(),
-                message: e.to_string(),
-            })?
+            from_json(&value)
         }
-    };
-    let de = toml::de::Deserializer::parse(&toml_text).map_err(|e| ParseError {
-        path: String::new(),
-        message: one_line(&e.to_string()),
-    })?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = match format {
-            // Positions in the converted text mean nothing to the sender.
-            Format::Json => inner.message().to_string(),
-            Format::Toml => one_line(&inner.to_string()),
-        };
-        ParseError {
-            path: if path == "." { String::new() } else { path },
-            message,
-        }
-    })
+    }
 }
 
 /// A value of a configuration type read from JSON the way a document's JSON is read
-/// (through TOML's data model, so that `Spanned` keys work): a mutation's `alarms`.
-/// The error's path is relative to `value` (`[0].setpoint`).
+/// (through TOML's data model, so that `Spanned` keys work): a JSON document, a
+/// mutation's `alarms`. The error's path is relative to `value` (`[0].setpoint`,
+/// `devices[0].poll_ms`).
 pub fn from_json<T: serde::de::DeserializeOwned>(
     value: &serde_json::Value,
 ) -> Result<T, ParseError> {
@@ -119,19 +93,35 @@ pub fn from_json<T: serde::de::DeserializeOwned>(
         path: String::new(),
         message: e.to_string(),
     })?;
-    let de = toml::de::Deserializer::parse(&text).map_err(|e| ParseError {
+    // Positions in the converted text would mean nothing to the sender.
+    read_toml::<Wrap<T>>(&text, false)
+        .map(|w| w.v)
+        .map_err(|mut e| {
+            let within = e.path.strip_prefix('v').unwrap_or(&e.path);
+            e.path = within.strip_prefix('.').unwrap_or(within).to_string();
+            e
+        })
+}
+
+/// Deserializes TOML text, naming the key at fault; with `positions`, the message
+/// keeps toml's line and column.
+fn read_toml<T: serde::de::DeserializeOwned>(text: &str, positions: bool) -> Result<T, ParseError> {
+    let de = toml::de::Deserializer::parse(text).map_err(|e| ParseError {
         path: String::new(),
         message: one_line(&e.to_string()),
     })?;
-    serde_path_to_error::deserialize::<_, Wrap<T>>(de)
-        .map(|w| w.v)
-        .map_err(|e| {
-            let path = e.path().to_string();
-            ParseError {
-                path: path.strip_prefix('v').unwrap_or(&path).to_string(),
-                message: e.into_inner().message().to_string(),
-            }
-        })
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        ParseError {
+            path: if path == "." { String::new() } else { path },
+            message: if positions {
+                one_line(&inner.to_string())
+            } else {
+                inner.message().to_string()
+            },
+        }
+    })
 }
 
 /// toml's messages quote the line over several lines: one line is enough here.

@@ -263,11 +263,12 @@ async fn apply_running(
 
 /// The config file's section of a tenant applied at start-up, before its actors run:
 /// declared objects are created or updated by name; with `manage = "replace"` the
-/// ones the section does not declare are deleted. Returns what changed.
+/// ones the section does not declare are deleted. `declared` comes with the problems
+/// of its conversion ([`Draft::from_config`]). Returns what changed.
 pub async fn seed(
     env: &Env<'_>,
     tenant: TenantId,
-    declared: Draft,
+    (declared, problems): (Draft, Vec<Problem>),
     mode: Manage,
 ) -> Result<Vec<Change>, ManageError> {
     let stored = Stored::load(env.store, tenant).await?;
@@ -277,7 +278,7 @@ pub async fn seed(
     };
     let edit = Edit {
         scope: Scope::File,
-        problems: Vec::new(),
+        problems,
     };
     let plan = prepare(env, &stored, &draft, edit)?;
     if plan.changes.is_empty() {

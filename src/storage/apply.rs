@@ -63,31 +63,26 @@ pub(super) async fn apply_world(
     );
     for w in &c.units {
         let s = &w.spec;
-        let (lat, lon) = (s.location.map(|l| l.lat), s.location.map(|l| l.lon));
-        let id: Option<i64> = match w.id {
-            None => sqlx::query_scalar(&insert_unit)
-                .bind(tenant.0)
-                .bind(&s.name)
-                .bind(lat)
-                .bind(lon)
-                .bind(s.description.as_deref())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| insert_error(e, || format!("unit `{}`", s.name), &scope))?,
-            Some(id) => sqlx::query_scalar(
-                "UPDATE units SET name = $3, lat = $4, lon = $5, description = $6 \
-                 WHERE id = $2 AND tenant_id = $1 RETURNING id",
-            )
+        let sql = match w.id {
+            None => insert_unit.as_str(),
+            Some(_) => {
+                "UPDATE units SET name = $2, lat = $3, lon = $4, description = $5 \
+                 WHERE id = $6 AND tenant_id = $1 RETURNING id"
+            }
+        };
+        let mut q = sqlx::query_scalar(sql)
             .bind(tenant.0)
-            .bind(id.0)
             .bind(&s.name)
-            .bind(lat)
-            .bind(lon)
-            .bind(s.description.as_deref())
+            .bind(s.location.map(|l| l.lat))
+            .bind(s.location.map(|l| l.lon))
+            .bind(s.description.as_deref());
+        if let Some(id) = w.id {
+            q = q.bind(id.0);
+        }
+        let id: Option<i64> = q
             .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| insert_error(e, || format!("unit `{}`", s.name), &scope))?,
-        };
+            .map_err(|e| insert_error(e, || format!("unit `{}`", s.name), &scope))?;
         let id = id.ok_or_else(|| Error::NotFound(format!("unit `{}` in {scope}", s.name)))?;
         out.units.push(UnitId(id));
     }

@@ -85,11 +85,23 @@ impl TenantActor {
         let mut report = ApplyReport::default();
         let mut alarms = touched.alarms;
 
-        for id in old.keys().filter(|id| !kept.contains(id)) {
+        // The tags of the deleted devices, in one pass over the tenant's tags.
+        let mut gone: HashMap<DeviceId, Vec<TagId>> = old
+            .keys()
+            .filter(|id| !kept.contains(id))
+            .map(|id| (*id, Vec::new()))
+            .collect();
+        if !gone.is_empty() {
+            for e in shared.tag_devices.iter() {
+                if let Some(tags) = gone.get_mut(e.value()) {
+                    tags.push(*e.key());
+                }
+            }
+        }
+        for (id, tags) in &gone {
             alarms = true;
             Self::stop_device(me, st, *id).await;
-            let tags = Self::tags_of(st, *id);
-            Self::forget(st, Some(*id), &tags);
+            Self::forget(st, Some(*id), tags);
             shared.devices.remove(id);
             shared.remove_status(*id);
             tracing::info!(tenant = %shared.tenant.name, device = %id, "device deleted");

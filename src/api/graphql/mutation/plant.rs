@@ -83,11 +83,20 @@ pub(super) fn note_created(ctx: &Context<'_>, outcome: &Outcome, kind: Kind) {
     }
 }
 
-pub(super) fn gone(ctx: &Context<'_>, what: &'static str) -> async_graphql::Error {
-    fail(
-        ctx,
-        ApiError::Internal(format!("the {what} written is not in the store")),
-    )
+/// The object a change wrote, found in the world as stored after it, as the API shows
+/// it.
+pub(super) fn written<T, G: From<T>>(
+    ctx: &Context<'_>,
+    stored: Vec<T>,
+    what: &'static str,
+    found: impl FnMut(&T) -> bool,
+) -> async_graphql::Result<G> {
+    stored.into_iter().find(found).map(G::from).ok_or_else(|| {
+        fail(
+            ctx,
+            ApiError::Internal(format!("the {what} written is not in the store")),
+        )
+    })
 }
 
 #[Object(guard = "FieldAccess(\"Mutation\")")]
@@ -113,12 +122,7 @@ impl PlantMutations {
         })
         .await?;
         note_created(ctx, &outcome, Kind::Unit);
-        let unit = outcome
-            .stored
-            .units
-            .into_iter()
-            .find(|u| u.spec.name == name);
-        unit.map(Unit::from).ok_or_else(|| gone(ctx, "unit"))
+        written(ctx, outcome.stored.units, "unit", |u| u.spec.name == name)
     }
 
     /// Changes a unit; the devices and tags attached to it follow a new name.
@@ -166,12 +170,7 @@ impl PlantMutations {
             own(Loc::Unit(i))
         })
         .await?;
-        let unit = outcome
-            .stored
-            .units
-            .into_iter()
-            .find(|u| Some(u.id) == unit_id);
-        unit.map(Unit::from).ok_or_else(|| gone(ctx, "unit"))
+        written(ctx, outcome.stored.units, "unit", |u| Some(u.id) == unit_id)
     }
 
     /// Deletes a unit. A unit that still has devices is refused unless `cascade`, which
@@ -256,12 +255,9 @@ impl PlantMutations {
         })
         .await?;
         note_created(ctx, &outcome, Kind::Device);
-        let device = outcome
-            .stored
-            .devices
-            .into_iter()
-            .find(|d| d.spec.name == name);
-        device.map(Device::from).ok_or_else(|| gone(ctx, "device"))
+        written(ctx, outcome.stored.devices, "device", |d| {
+            d.spec.name == name
+        })
     }
 
     /// Changes a device. Its actor restarts with the new settings (only this device's:
@@ -311,12 +307,9 @@ impl PlantMutations {
             own(Loc::Device(i))
         })
         .await?;
-        let device = outcome
-            .stored
-            .devices
-            .into_iter()
-            .find(|d| Some(d.id) == device_id);
-        device.map(Device::from).ok_or_else(|| gone(ctx, "device"))
+        written(ctx, outcome.stored.devices, "device", |d| {
+            Some(d.id) == device_id
+        })
     }
 
     /// Takes a device out of service (its actor stops, its tags turn BAD / `disabled`,
@@ -334,12 +327,9 @@ impl PlantMutations {
             own(Loc::Device(i))
         })
         .await?;
-        let device = outcome
-            .stored
-            .devices
-            .into_iter()
-            .find(|d| Some(d.id) == device_id);
-        device.map(Device::from).ok_or_else(|| gone(ctx, "device"))
+        written(ctx, outcome.stored.devices, "device", |d| {
+            Some(d.id) == device_id
+        })
     }
 
     /// Deletes a device with its tags and their alarm rules: its actor stops, its tags

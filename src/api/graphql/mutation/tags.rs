@@ -4,7 +4,7 @@
 
 use async_graphql::{Context, ID, MaybeUndefined, Object};
 
-use super::plant::{device_index, gone, note_created, own, tag_index};
+use super::plant::{device_index, note_created, own, tag_index, written};
 use crate::api::graphql::configure::{self, Reading};
 use crate::api::graphql::types::{Tag, TagInput, TagPatch};
 use crate::api::graphql::{ApiError, fail};
@@ -61,12 +61,9 @@ impl TagMutations {
         })
         .await?;
         note_created(ctx, &outcome, Kind::Tag);
-        let tag = outcome
-            .stored
-            .tags
-            .into_iter()
-            .find(|t| Some(t.device) == device_id && t.spec.name == name);
-        tag.map(Tag::from).ok_or_else(|| gone(ctx, "tag"))
+        written(ctx, outcome.stored.tags, "tag", |t| {
+            Some(t.device) == device_id && t.spec.name == name
+        })
     }
 
     /// Changes a tag. Its device reads it the new way at once (re-planned in place
@@ -130,12 +127,7 @@ impl TagMutations {
             own(Loc::Tag(d, i))
         })
         .await?;
-        let tag = outcome
-            .stored
-            .tags
-            .into_iter()
-            .find(|t| Some(t.id) == tag_id);
-        tag.map(Tag::from).ok_or_else(|| gone(ctx, "tag"))
+        written(ctx, outcome.stored.tags, "tag", |t| Some(t.id) == tag_id)
     }
 
     /// Deletes a tag with its alarm rules; its device stops reading it, and live
