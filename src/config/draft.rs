@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use super::model::{DeviceConfig, UnitConfig};
 use crate::alarms::{RuleSpec, check_tag_rules};
 use crate::domain::{
-    DataType, DeviceId, DeviceSecurity, OpenedSecurity, QuotaViolation, Quotas, RuleId, TagId,
+    DeviceId, DeviceSecurity, OpenedSecurity, QuotaViolation, Quotas, RuleId, TagId, TagSpec,
     UnitId, UnitSpec,
 };
 use crate::drivers::DriverConfig;
@@ -49,16 +49,9 @@ pub struct DeviceDraft {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TagDraft {
     pub id: Option<TagId>,
-    pub name: String,
-    /// The name of one of the tenant's units.
+    /// The name of one of the tenant's units (`spec.unit`, an id, is not read).
     pub unit: Option<String>,
-    pub address: String,
-    pub data_type: DataType,
-    pub scale: f64,
-    pub offset: f64,
-    pub eng_unit: Option<String>,
-    pub deadband: f64,
-    pub writable: bool,
+    pub spec: TagSpec,
     pub alarms: Vec<RuleDraft>,
 }
 
@@ -189,15 +182,18 @@ impl Draft {
                     .enumerate()
                     .map(|(ti, t)| TagDraft {
                         id: None,
-                        name: t.name.get_ref().clone(),
                         unit: t.unit.as_ref().map(|u| u.get_ref().clone()),
-                        address: t.address.get_ref().clone(),
-                        data_type: t.data_type,
-                        scale: t.scale,
-                        offset: t.offset,
-                        eng_unit: t.eng_unit.clone(),
-                        deadband: t.deadband,
-                        writable: t.writable,
+                        spec: TagSpec {
+                            name: t.name.get_ref().clone(),
+                            unit: None,
+                            address: t.address.get_ref().clone(),
+                            data_type: t.data_type,
+                            scale: t.scale,
+                            offset: t.offset,
+                            eng_unit: t.eng_unit.clone(),
+                            deadband: t.deadband,
+                            writable: t.writable,
+                        },
                         alarms: t
                             .alarms
                             .iter()
@@ -328,34 +324,35 @@ fn check_tag<'a>(
     names: &mut HashSet<&'a str>,
     out: &mut Vec<Problem>,
 ) {
-    if let Err(m) = check_name(&t.name, "tag") {
+    let s = &t.spec;
+    if let Err(m) = check_name(&s.name, "tag") {
         out.push(Problem::new(loc, "name", m));
-    } else if generated.contains(&t.name) {
+    } else if generated.contains(&s.name) {
         out.push(Problem::new(
             loc,
             "name",
             format!(
                 "duplicate tag name `{}`: the device's driver makes a tag of that name",
-                t.name
+                s.name
             ),
         ));
-    } else if !names.insert(t.name.as_str()) {
+    } else if !names.insert(s.name.as_str()) {
         out.push(Problem::new(
             loc,
             "name",
-            format!("duplicate tag name `{}`", t.name),
+            format!("duplicate tag name `{}`", s.name),
         ));
     }
-    if let Err(reason) = d.driver.check_tag(&t.address, t.data_type, t.writable) {
+    if let Err(reason) = d.driver.check_tag(&s.address, s.data_type, s.writable) {
         out.push(Problem::new(loc, "address", reason));
     }
-    if !t.scale.is_finite() || t.scale == 0.0 {
+    if !s.scale.is_finite() || s.scale == 0.0 {
         out.push(Problem::new(loc, "scale", "scale must be finite and not 0"));
     }
-    if !t.offset.is_finite() {
+    if !s.offset.is_finite() {
         out.push(Problem::new(loc, "offset", "offset must be finite"));
     }
-    if !(t.deadband >= 0.0 && t.deadband.is_finite()) {
+    if !(s.deadband >= 0.0 && s.deadband.is_finite()) {
         out.push(Problem::new(
             loc,
             "deadband",

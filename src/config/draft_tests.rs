@@ -35,8 +35,8 @@ fn a_valid_draft_has_no_problems() {
 fn every_problem_is_listed_with_its_path() {
     let mut d = draft();
     d.devices[0].unit = Some("nowhere".into());
-    d.devices[0].tags[0].address = "noise".into();
-    d.devices[0].tags[0].scale = 0.0;
+    d.devices[0].tags[0].spec.address = "noise".into();
+    d.devices[0].tags[0].spec.scale = 0.0;
     let mut twin = d.devices[0].clone();
     twin.tags[0].alarms[0].spec.name = " spaced".into();
     d.devices.push(twin);
@@ -110,7 +110,7 @@ fn a_generated_tag_name_cannot_be_declared() {
     let (mut d, _) = Draft::from_config(&t.units, &t.devices);
     let generated = d.devices[0].driver.generated_tags();
     assert_eq!(generated.len(), 2);
-    d.devices[0].tags[0].name = generated[0].name.clone();
+    d.devices[0].tags[0].spec.name = generated[0].name.clone();
     let problems = check(&d, None);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(

@@ -240,15 +240,15 @@ impl TenantDoc {
                     .tags
                     .iter()
                     .map(|t| TagConfig {
-                        name: spanned(&t.name),
+                        name: spanned(&t.spec.name),
                         unit: t.unit.as_ref().map(spanned),
-                        address: spanned(&t.address),
-                        data_type: t.data_type,
-                        scale: t.scale,
-                        offset: t.offset,
-                        eng_unit: t.eng_unit.clone(),
-                        deadband: t.deadband,
-                        writable: t.writable,
+                        address: spanned(&t.spec.address),
+                        data_type: t.spec.data_type,
+                        scale: t.spec.scale,
+                        offset: t.spec.offset,
+                        eng_unit: t.spec.eng_unit.clone(),
+                        deadband: t.spec.deadband,
+                        writable: t.spec.writable,
                         alarms: t
                             .alarms
                             .iter()

@@ -23,7 +23,7 @@ pub fn merge(stored: Draft, declared: Draft) -> Draft {
             tags: overlay(
                 s.tags,
                 d.tags.clone(),
-                |s, d| s.name == d.name,
+                |s, d| s.spec.name == d.spec.name,
                 |s, d| TagDraft {
                     id: s.id,
                     alarms: overlay(

@@ -106,7 +106,7 @@ fn named(draft: &Draft, p: &Problem) -> String {
             let dn = device(d).map_or_else(|| d.to_string(), |x| format!("{:?}", x.name));
             let tn = device(d)
                 .and_then(|x| x.tags.get(t))
-                .map_or_else(|| t.to_string(), |x| format!("{:?}", x.name));
+                .map_or_else(|| t.to_string(), |x| format!("{:?}", x.spec.name));
             let rule = match p.loc {
                 Loc::Rule(_, _, r) => device(d)
                     .and_then(|x| x.tags.get(t))

@@ -285,17 +285,10 @@ pub fn plan(stored: &Stored, draft: &Draft, key: Option<&SecretKey>) -> Result<P
                 Ref::Written(k)
             }
         };
-        let generated = d.driver.generated_tags().into_iter().map(|g| TagDraft {
+        let generated = d.driver.generated_tags().into_iter().map(|spec| TagDraft {
             id: None,
-            name: g.name,
             unit: None,
-            address: g.address,
-            data_type: g.data_type,
-            scale: g.scale,
-            offset: g.offset,
-            eng_unit: g.eng_unit,
-            deadband: g.deadband,
-            writable: g.writable,
+            spec,
             alarms: Vec::new(),
         });
         let wanted: Vec<TagDraft> = d.tags.iter().cloned().chain(generated).collect();

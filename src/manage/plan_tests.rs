@@ -162,7 +162,7 @@ fn tag_and_rule_changes_touch_their_device_and_the_alarms() {
     let mut d = s.draft();
     d.devices[0].tags.remove(1); // t2
     d.devices[0].tags[0].alarms[0].spec = rule("hot", 90.0);
-    d.devices[0].tags[0].scale = 2.0;
+    d.devices[0].tags[0].spec.scale = 2.0;
     let p = plan(&s, &d, None).expect("plan");
     assert_eq!(p.changes.delete_tags, vec![TagId(101)]);
     assert_eq!(p.changes.tags.len(), 1);

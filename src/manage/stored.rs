@@ -60,15 +60,8 @@ impl Drafted for Stored {
                         .filter(|t| !generated.contains(&t.spec.name))
                         .map(|t| TagDraft {
                             id: Some(t.id),
-                            name: t.spec.name.clone(),
                             unit: unit_name(t.spec.unit),
-                            address: t.spec.address.clone(),
-                            data_type: t.spec.data_type,
-                            scale: t.spec.scale,
-                            offset: t.spec.offset,
-                            eng_unit: t.spec.eng_unit.clone(),
-                            deadband: t.spec.deadband,
-                            writable: t.spec.writable,
+                            spec: t.spec.clone(),
                             alarms: rules.remove(&t.id).unwrap_or_default(),
                         })
                         .collect(),

@@ -39,24 +39,17 @@ pub(super) fn plan_tags(
     for t in wanted {
         let matched = match t.id {
             Some(id) => by_id.get(&id),
-            None => by_name.get(t.name.as_str()),
+            None => by_name.get(t.spec.name.as_str()),
         };
         let unit = unit_of(&t.unit);
         let spec = TagSpec {
-            name: t.name.clone(),
             unit: match unit {
                 Some(Ref::Stored(id)) => Some(id),
                 _ => None,
             },
-            address: t.address.clone(),
-            data_type: t.data_type,
-            scale: t.scale,
-            offset: t.offset,
-            eng_unit: t.eng_unit.clone(),
-            deadband: t.deadband,
-            writable: t.writable,
+            ..t.spec.clone()
         };
-        let qualified = format!("{}/{}", d.name, t.name);
+        let qualified = format!("{}/{}", d.name, t.spec.name);
         let after = tag_json(&spec, t.unit.as_deref().filter(|_| unit.is_some()));
         let tag = match matched {
             Some(h) => {

@@ -10,7 +10,7 @@ use crate::api::graphql::types::{Tag, TagInput, TagPatch};
 use crate::api::graphql::{ApiError, fail};
 use crate::api::permissions::FieldAccess;
 use crate::config::draft::{Loc, TagDraft};
-use crate::domain::{DeviceId, TagId};
+use crate::domain::{DeviceId, TagId, TagSpec};
 use crate::manage::Kind;
 
 #[derive(Default)]
@@ -46,15 +46,18 @@ impl TagMutations {
             let tags = &mut draft.devices[d].tags;
             tags.push(TagDraft {
                 id: None,
-                name: input.name,
                 unit,
-                address: input.address,
-                data_type,
-                scale: input.scale,
-                offset: input.offset,
-                eng_unit: input.eng_unit,
-                deadband: input.deadband,
-                writable: input.writable,
+                spec: TagSpec {
+                    name: input.name,
+                    unit: None,
+                    address: input.address,
+                    data_type,
+                    scale: input.scale,
+                    offset: input.offset,
+                    eng_unit: input.eng_unit,
+                    deadband: input.deadband,
+                    writable: input.writable,
+                },
                 alarms,
             });
             own(Loc::Tag(d, tags.len() - 1))
@@ -95,31 +98,32 @@ impl TagMutations {
             };
             let t = &mut draft.devices[d].tags[i];
             t.unit = unit;
+            let s = &mut t.spec;
             if let Some(v) = input.name {
-                t.name = v;
+                s.name = v;
             }
             if let Some(v) = input.address {
-                t.address = v;
+                s.address = v;
             }
             if let Some(v) = data_type {
-                t.data_type = v;
+                s.data_type = v;
             }
             if let Some(v) = input.scale {
-                t.scale = v;
+                s.scale = v;
             }
             if let Some(v) = input.offset {
-                t.offset = v;
+                s.offset = v;
             }
             match input.eng_unit {
                 MaybeUndefined::Undefined => {}
-                MaybeUndefined::Null => t.eng_unit = None,
-                MaybeUndefined::Value(v) => t.eng_unit = Some(v),
+                MaybeUndefined::Null => s.eng_unit = None,
+                MaybeUndefined::Value(v) => s.eng_unit = Some(v),
             }
             if let Some(v) = input.deadband {
-                t.deadband = v;
+                s.deadband = v;
             }
             if let Some(v) = input.writable {
-                t.writable = v;
+                s.writable = v;
             }
             if let Some(rules) = alarms {
                 t.alarms = rules;
