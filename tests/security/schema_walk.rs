@@ -158,7 +158,14 @@ fn rule_parent(parent: &str) -> &str {
 
 #[tokio::test]
 async fn every_root_field_has_a_rule_and_refuses_callers_without_it() {
-    let (s, _dir) = start_with(|c| c.auth.login_failures_per_minute = 100).await;
+    // A request per field and caller, without a token too: more than the default rate
+    // limits allow (those are tested on their own).
+    let (s, _dir) = start_with(|c| {
+        c.auth.login_failures_per_minute = 100;
+        c.api.anonymous_requests_per_sec = 10_000;
+        c.api.user_requests_per_sec = 10_000;
+    })
+    .await;
     let platform = s.login("system", "platform").await;
     let schema = SchemaInfo::read(&s, &platform).await;
 
